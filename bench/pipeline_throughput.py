@@ -1,0 +1,248 @@
+"""Documents per second of the pipeline on this machine, with the Reuters-21578 file:
+
+1. replay → docs.raw: `produce replay`'s code path (read, normalize, idempotent produce, wait for
+   every delivery report), timed from the first send to the last delivery report;
+2. faust stage docs.raw → docs.clean/docs.dlq: `mbc pipeline run` in a child process, fed the whole
+   file with backpressure (the embedded broker keeps only 5 MiB per partition), timed from its first
+   decision to its 20,000th, read from its Prometheus counters.
+
+Starts its own embedded broker unless --bootstrap is given. Writes the figures, the exact command,
+the machine and the date to bench/results/pipeline_throughput.json.
+
+    .venv/bin/python bench/pipeline_throughput.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from infra.broker import BrokerProcess  # noqa: E402
+from infra.settings import KafkaSettings, TopicSettings  # noqa: E402
+from pipeline.replay.readers import load_records  # noqa: E402
+from pipeline.replay.run import replay  # noqa: E402
+from pipeline.settings import ProducerSettings  # noqa: E402
+from pipeline.stage.faust_config import TABLE_NAME  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "reuters" / "reuters21578.jsonl"
+MAX_LAG = 2_500  # documents the feeder may run ahead of the stage (5 MiB per partition on the mock)
+
+
+def fresh_topics(bootstrap: str, prefix: str, *extra: str) -> TopicSettings:
+    stem = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    topics = TopicSettings(raw=f"{stem}.raw", clean=f"{stem}.clean", dlq=f"{stem}.dlq")
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for name in (topics.raw, topics.clean, topics.dlq, *extra):
+        producer.list_topics(name, timeout=15)  # the embedded broker auto-creates on metadata requests
+    return topics
+
+
+def bench_replay(bootstrap: str, data: Path) -> dict[str, Any]:
+    topics = fresh_topics(bootstrap, "bench-replay")
+    settings = ProducerSettings(kafka=KafkaSettings(bootstrap_servers=bootstrap), topics=topics)
+    s = replay(data, settings, progress=False)
+    assert s.lost == 0 and s.delivered == s.records
+    return {"documents": s.delivered, "seconds": round(s.seconds, 3), "docs_per_s": round(s.rate, 1)}
+
+
+def counters(port: int) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
+
+
+def decided(port: int) -> int:
+    c = counters(port)
+    return int(
+        c["mbc_pipeline_accepted_total"]
+        + c["mbc_pipeline_duplicate_total"]
+        + c["mbc_pipeline_rejected_total"]
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bench_stage(bootstrap: str, data: Path, workdir: Path) -> dict[str, Any]:
+    app_id = f"bench-stage-{uuid.uuid4().hex[:6]}"
+    topics = fresh_topics(bootstrap, "bench-stage", f"{app_id}-{TABLE_NAME}-changelog")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MBC_")}
+    env.update(
+        {
+            "MBC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "MBC_TOPICS__RAW": topics.raw,
+            "MBC_TOPICS__CLEAN": topics.clean,
+            "MBC_TOPICS__DLQ": topics.dlq,
+            "MBC_LOG_LEVEL": "WARNING",
+            "MBC_LOG_JSON": "true",
+            "MBC_SESSION_TIMEOUT_S": "6",
+        }
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        "from infra.cli import main; main()",
+        "pipeline",
+        "run",
+        "--app-id",
+        app_id,
+        "--metrics-port",
+        str(port),
+        "--state-dir",
+        str(workdir / app_id),
+    ]
+    log = (workdir / f"{app_id}.log").open("wb")
+    stage = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        for _ in range(300):
+            try:
+                decided(port)
+                break
+            except (httpx.HTTPError, KeyError):
+                time.sleep(0.2)
+        total = len(load_records(data, "jsonl"))
+        samples: list[tuple[float, int]] = []
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                samples.append((time.monotonic(), decided(port)))
+                done.wait(0.1)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+
+        def pace(n: int) -> None:
+            while samples and n - samples[-1][1] > MAX_LAG:
+                time.sleep(0.02)
+
+        settings = ProducerSettings(kafka=KafkaSettings(bootstrap_servers=bootstrap), topics=topics)
+        replay(data, settings, progress=False, pace=pace)
+        deadline = time.monotonic() + 600
+        while (not samples or samples[-1][1] < total) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        done.set()
+        watcher.join()
+        first = next(t for t, n in samples if n > 0)
+        last = next(t for t, n in samples if n >= total)
+        lag_free = sum(1 for _, n in samples if 0 < n < total)  # samples while the stage was working
+        return {
+            "documents": total,
+            "seconds": round(last - first, 3),
+            "docs_per_s": round(total / (last - first), 1),
+            "counters": counters(port),
+            "note": f"feeder kept at most {MAX_LAG} documents ahead; {lag_free} samples at 10 Hz while busy",
+        }
+    finally:
+        stage.terminate()
+        stage.wait(60)
+        log.close()
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    import aiokafka
+    import confluent_kafka
+    import faust
+
+    return {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {
+            "confluent-kafka": confluent_kafka.__version__,
+            "librdkafka": confluent_kafka.libversion()[0],
+            "faust-streaming": faust.__version__,
+            "aiokafka": aiokafka.__version__,
+        },
+        "broker": "embedded (librdkafka mock cluster, 1 broker, in a child process)",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the Reuters jsonl file")
+    parser.add_argument("--bootstrap", help="use this Kafka instead of starting the embedded broker")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (median reported)")
+    parser.add_argument(
+        "--output", type=Path, default=REPO / "bench" / "results" / "pipeline_throughput.json"
+    )
+    args = parser.parse_args()
+    if not args.data.is_file():
+        sys.exit(f"{args.data} not found (../shared/data/reuters)")
+    result: dict[str, Any] = {
+        "benchmark": "pipeline throughput (documents/s), Reuters-21578 jsonl",
+        "command": " ".join([os.path.relpath(sys.executable, REPO), *sys.argv]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO
+        ).stdout.strip(),
+        "machine": machine(),
+        "data": str(args.data),
+        "note": "CPU machine shared with other work (see load averages): figures are lower bounds. "
+        "replay: read + normalize + idempotent produce + all delivery reports; stage: first to last "
+        "decision of a faust worker fed with backpressure, embedded broker.",
+    }
+    workdir = REPO / "mbc-data" / "bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    broker = None if args.bootstrap else BrokerProcess()
+    try:
+        bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
+        runs = {
+            "replay_to_raw": [bench_replay(bootstrap, args.data) for _ in range(args.repeats)],
+            "stage_raw_to_clean": [bench_stage(bootstrap, args.data, workdir) for _ in range(args.repeats)],
+        }
+    finally:
+        if broker is not None:
+            broker.stop()
+    for name, items in runs.items():
+        result[name] = {"median_docs_per_s": statistics.median(r["docs_per_s"] for r in items), "runs": items}
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k]["median_docs_per_s"] for k in runs}, indent=2))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The ``mbc`` command line: one entry point for every service.
+
+Each package adds its own commands through ``register(app)`` in its ``cli.py``
+(``pipeline/cli.py``, ``memory_store/cli.py``, ``learner/cli.py``); heavy imports (torch, faust)
+happen inside the commands so that ``mbc --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from infra.errors import MbcError
+from infra.settings import CONFIG_FILE_ENV, BrokerSettings, load_settings, masked_dump, registered_services
+
+PACKAGE_CLIS = (
+    "pipeline.cli",
+    "memory_store.cli",
+    "memory_store.report.cli",
+    "learner.cli",
+    "learner.worker.cli",
+    "learner.ask.cli",
+    "infra.demo",
+)
+
+app = typer.Typer(
+    name="mbc",
+    help="mbc-stream: fold a stream of news documents into a compressed memory bank (MBC) and ask it questions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@app.callback()
+def _root(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="TOML config file (same as MBC_CONFIG_FILE).", envvar=CONFIG_FILE_ENV
+        ),
+    ] = None,
+) -> None:
+    """mbc-stream: fold a stream of news documents into a compressed memory bank and ask it questions."""
+    if config is not None:
+        if not config.is_file():
+            raise typer.BadParameter(f"config file {config} does not exist", param_hint="--config")
+        os.environ[CONFIG_FILE_ENV] = str(config)
+
+
+@config_app.command("show")
+def config_show(
+    service: Annotated[
+        str | None, typer.Option(help="Only this service (e.g. pipeline, store, learner).")
+    ] = None,
+) -> None:
+    """Print the effective configuration of every service as JSON, secrets masked."""
+    services = registered_services()
+    if service is not None and service not in services:
+        raise typer.BadParameter(f"unknown service {service!r}; known: {', '.join(sorted(services))}")
+    out = {
+        name: masked_dump(load_settings(cls))
+        for name, cls in sorted(services.items())
+        if service is None or name == service
+    }
+    typer.echo(json.dumps(out, indent=2, default=str))
+
+
+@app.command("broker")
+def broker(
+    bootstrap_file: Annotated[
+        Path | None, typer.Option(help="Also write the bootstrap address to this file (removed on exit).")
+    ] = None,
+    num_brokers: Annotated[int | None, typer.Option(help="Brokers in the mock cluster.")] = None,
+) -> None:
+    """Run the embedded Kafka-protocol broker (librdkafka mock cluster) until SIGINT/SIGTERM."""
+    from infra.broker import serve
+    from infra.logging import configure_logging
+
+    settings = load_settings(BrokerSettings, num_brokers=num_brokers)
+    configure_logging("broker", settings.log_level, settings.log_json)
+    raise typer.Exit(serve(bootstrap_file, settings.num_brokers))
+
+
+def _register_packages() -> None:
+    for module in PACKAGE_CLIS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name is not None and module.startswith(e.name):
+                continue  # that package is not installed in this build
+            raise
+        mod.register(app)
+
+
+_register_packages()
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line on stderr, not a traceback."""
+    try:
+        app()
+    except MbcError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

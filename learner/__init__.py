@@ -1,0 +1,1 @@
+"""The MBC model, its meta-training (`mbc train`) and online-adaptation evaluation (`mbc eval`)."""

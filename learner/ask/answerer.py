@@ -1,0 +1,113 @@
+"""Build a question's memory slice from the store and answer it with a trained checkpoint."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from learner.memory import Memory, memory_from_counts, memory_naive
+from memory_store.store import MemoryStore
+
+Aggregation = Literal["counts", "naive"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer with what it was computed from and how long it took."""
+
+    question: str
+    answer: str
+    documents: int  # documents in the memory slice
+    memory_rows: int  # rows the aggregator attended over (distinct codes with counts; every code with naive)
+    codebook_versions: list[int]
+    aggregation: str
+    latency_ms: float  # slice query + aggregation + generation, CUDA synchronized
+    since: str | None = None
+    until: str | None = None
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Answerer:
+    """A loaded checkpoint plus a store; codebook versions are cached (they never change)."""
+
+    def __init__(
+        self, checkpoint: Path, store: MemoryStore, device: str = "auto", max_new_tokens: int = 16
+    ) -> None:
+        from learner.batching import Encoder
+        from learner.checkpoint import load_checkpoint
+        from learner.evaluate import DecodeConfig
+        from learner.worker.encoder import pick_device
+
+        self.device = pick_device(device)
+        self.model, tokenizers, _ = load_checkpoint(checkpoint, self.device)
+        self.model.eval()
+        self.encoder = Encoder(tokenizers, self.model.config)
+        self.store = store
+        self.decode = DecodeConfig(max_new_tokens=max_new_tokens)
+        self._codebooks: dict[int, Tensor] = {}
+
+    def _codebook_tensors(self, versions: set[int]) -> dict[int, Tensor]:
+        for v in versions - set(self._codebooks):
+            self._codebooks[v] = torch.from_numpy(self.store.get_codebook(v).vectors).to(self.device)
+        return {v: self._codebooks[v] for v in versions}
+
+    def memory(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+        aggregation: Aggregation = "counts",
+    ) -> tuple[Memory | None, int, list[int]]:
+        """(memory, documents in the slice, codebook versions used); memory None for an empty slice."""
+        k = int(self.model.config.num_tokens)
+        if aggregation == "counts":
+            rows = self.store.counts(since=since, until=until, source=source)
+            if not rows:
+                return None, 0, []
+            versions = sorted({r.codebook_version for r in rows})
+            books = self._codebook_tensors(set(versions))
+            memory = memory_from_counts([tuple(r) for r in rows], books, self.device)
+            return memory, sum(r.n for r in rows) // k, versions
+        codes, doc_versions = self.store.slice_codes(since=since, until=until, source=source)
+        if codes.shape[0] == 0:
+            return None, 0, []
+        versions = sorted({int(v) for v in doc_versions})
+        books = self._codebook_tensors(set(versions))
+        return memory_naive(codes, doc_versions, books, self.device), int(codes.shape[0]), versions
+
+    @torch.no_grad()
+    def ask(
+        self,
+        question: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+        aggregation: Aggregation = "counts",
+    ) -> Answer:
+        from learner.evaluate import answer_questions, sync
+
+        t0 = time.perf_counter()
+        memory, docs, versions = self.memory(since, until, source, aggregation)
+        text = answer_questions(self.model, self.encoder, [question], memory, self.decode, 1, self.device)[0]
+        sync(self.device)
+        return Answer(
+            question=question,
+            answer=text,
+            documents=docs,
+            memory_rows=0 if memory is None else memory.num_rows,
+            codebook_versions=versions,
+            aggregation=aggregation,
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            since=since.isoformat() if since else None,
+            until=until.isoformat() if until else None,
+            source=source,
+        )

@@ -1,0 +1,300 @@
+"""`mbc synth`, `mbc train` and `mbc eval`.
+
+Heavy imports (torch, transformers) happen inside the commands so that `mbc --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, cast
+
+import typer
+
+from infra.settings import load_settings
+from learner.settings import LearnerSettings
+
+PRESET_HELP = "Model preset: tiny, distilgpt2, gpt2-large, gpt2-xl, llama2-7b."
+FORMAT_HELP = (
+    "Dataset format: auto, squad, streamingqa-jsonl, streamingqa-csv, archivalqa, archivalqa-processed."
+)
+
+
+def _setup(service: str = "learner") -> LearnerSettings:
+    from infra.logging import configure_logging
+
+    settings = load_settings(LearnerSettings)
+    configure_logging(service, settings.log_level, settings.log_json)
+    if settings.hf_offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if settings.num_threads:
+        import torch
+
+        torch.set_num_threads(settings.num_threads)
+    return settings
+
+
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write pretrain/train/val/test files into.")],
+    pretrain_docs: Annotated[int, typer.Option(help="Documents of the base-LM pretraining split.")] = 512,
+    train_docs: Annotated[int, typer.Option(help="Documents of the training split.")] = 1536,
+    val_docs: Annotated[int, typer.Option(help="Documents of the validation split.")] = 64,
+    test_docs: Annotated[int, typer.Option(help="Documents of the test split.")] = 64,
+    bank_size: Annotated[int, typer.Option(help="Documents per bank with distinct first names.")] = 32,
+    relations: Annotated[int, typer.Option(help="How many fact kinds (job, city, pet) to use.")] = 3,
+    values: Annotated[int, typer.Option(help="Possible values per fact kind (2-16).")] = 16,
+    min_distractors: Annotated[int, typer.Option(help="Fewest distractor sentences per document.")] = 1,
+    max_distractors: Annotated[int, typer.Option(help="Most distractor sentences per document.")] = 2,
+    train_people: Annotated[
+        int,
+        typer.Option(help="Distinct people of the train split (they recur with new facts); 0: all distinct."),
+    ] = 640,
+    seed: Annotated[int, typer.Option(help="Random seed; the output is a function of all options.")] = 0,
+) -> None:
+    """Write a synthetic knowledge stream (StreamingQA CSV and JSONL forms) with disjoint people per split."""
+    from learner.synth import SynthConfig, write_all
+
+    _setup()
+    cfg = SynthConfig(
+        pretrain_docs,
+        train_docs,
+        val_docs,
+        test_docs,
+        bank_size,
+        relations,
+        values,
+        min_distractors=min_distractors,
+        max_distractors=max_distractors,
+        pretrain_max_distractors=max_distractors,
+        train_people=train_people or None,
+        seed=seed,
+    )
+    counts = write_all(cfg, out_dir)
+    typer.echo(json.dumps({"out_dir": str(out_dir), "rows": counts}))
+
+
+def _format_breakdown(title: str, rows: list[tuple[str, int]]) -> str:
+    lines = [f"trainable parameters — {title}"]
+    lines += [f"  {name:<28}{count:>16,}" for name, count in rows]
+    return "\n".join(lines)
+
+
+def _breakdown_for_preset(name: str) -> str:
+    from learner.build import build_on_meta, param_breakdown
+    from learner.config import get_preset
+
+    model = build_on_meta(get_preset(name).model)
+    return _format_breakdown(f"{name} (config shapes, meta device)", param_breakdown(model).rows())
+
+
+def _train_overrides(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def train(
+    preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "tiny",
+    init: Annotated[
+        str, typer.Option(help="pretrained (HF names or local paths) or scratch (random weights).")
+    ] = "scratch",
+    train_data: Annotated[Path | None, typer.Option("--train", help="Training QA file.")] = None,
+    val_data: Annotated[Path | None, typer.Option("--val", help="Validation QA file.")] = None,
+    data_format: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "auto",
+    documents: Annotated[
+        Path | None, typer.Option(help="Documents file for --train (StreamingQA JSONL, ArchivalQA).")
+    ] = None,
+    val_documents: Annotated[Path | None, typer.Option(help="Documents file for --val.")] = None,
+    lm_corpus: Annotated[
+        Path | None, typer.Option(help="QA file whose texts pretrain a from-scratch base LM.")
+    ] = None,
+    base_lm: Annotated[
+        Path | None, typer.Option(help="Local trained base LM (+ tokenizer) to use instead.")
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run folder (default: <runs_dir>/<preset>-<memory>).")
+    ] = None,
+    memory: Annotated[str, typer.Option(help="compressed (MBC) or full (MAC baseline).")] = "compressed",
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (preset default otherwise).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Documents with gradients per micro-batch.")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    backprop_fraction: Annotated[
+        float | None, typer.Option(help="MAC backprop dropout fraction (0, 1].")
+    ] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="Early-stopping patience in evaluations (-1 disables).")
+    ] = None,
+    eval_every: Annotated[
+        int | None, typer.Option(help="Evaluate every N optimizer steps (default: each epoch).")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop (saving `last`) after this many optimizer steps.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    retrieval_warmup: Annotated[
+        int | None, typer.Option(help="Retrieval warm-up steps (random-init encoders).")
+    ] = None,
+    lm_pretrain_epochs: Annotated[
+        int | None, typer.Option(help="Epochs of base-LM pretraining on --lm-corpus.")
+    ] = None,
+    codebook_update: Annotated[
+        str | None,
+        typer.Option(help="gradient (the paper) or ema (EMA k-means codes); default: the preset's."),
+    ] = None,
+    tokenizer_vocab_size: Annotated[
+        int | None, typer.Option(help="Vocabulary size of a from-scratch tokenizer.")
+    ] = None,
+    mixed_precision: Annotated[str, typer.Option(help="auto (bf16 on GPU), no or bf16.")] = "auto",
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --run-dir from its `last` checkpoint.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Only print the configuration and parameter breakdown.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Meta-train an MBC (or MAC) model; checkpoints and metrics.jsonl go to the run folder."""
+    from learner.config import TrainMemoryMode, get_preset
+    from learner.errors import ConfigValueError
+
+    settings = _setup()
+    p = get_preset(preset)
+    if dry_run:
+        typer.echo(_breakdown_for_preset(preset))
+        return
+    import torch
+
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if torch.cuda.is_available() else "no"
+    if memory not in ("compressed", "full") or mixed_precision not in ("no", "bf16"):
+        raise ConfigValueError("--memory must be compressed|full and --mixed-precision auto|no|bf16")
+    tcfg = dataclasses.replace(
+        p.train,
+        memory=cast(TrainMemoryMode, memory),
+        mixed_precision=cast(Literal["no", "bf16"], mixed_precision),
+        **_train_overrides(
+            epochs=epochs,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lr=lr,
+            backprop_fraction=backprop_fraction,
+            eval_every_steps=eval_every,
+            seed=seed,
+            retrieval_warmup_steps=retrieval_warmup,
+            lm_pretrain_epochs=lm_pretrain_epochs,
+            tokenizer_vocab_size=tokenizer_vocab_size,
+        ),
+    )
+    mcfg = p.model
+    if codebook_update is not None:
+        if codebook_update not in ("gradient", "ema"):
+            raise ConfigValueError("--codebook-update must be gradient or ema")
+        mcfg = dataclasses.replace(mcfg, codebook_update=cast(Literal["gradient", "ema"], codebook_update))
+    if patience is not None:
+        tcfg = dataclasses.replace(tcfg, patience=None if patience < 0 else patience)
+    tcfg.validate()
+    if train_data is None or val_data is None:
+        raise ConfigValueError("--train and --val are required (or use --dry-run)")
+    if init not in ("scratch", "pretrained"):
+        raise ConfigValueError("--init must be scratch or pretrained")
+    from learner.build import param_breakdown
+    from learner.data import load_dataset
+    from learner.train import RunSpec, Trainer, _unwrap
+
+    train_ds = load_dataset(train_data, data_format, documents)
+    val_ds = load_dataset(val_data, data_format, val_documents)
+    corpus = load_dataset(lm_corpus, data_format) if lm_corpus is not None else None
+    run_dir = run_dir or settings.runs_dir / f"{preset}-{memory}"
+    spec = RunSpec(run_dir, mcfg, tcfg, init, str(base_lm) if base_lm else None, corpus)  # type: ignore[arg-type]
+    trainer = Trainer(spec, train_ds, val_ds, resume=resume, progress=progress)
+    model = _unwrap(trainer.acc.unwrap_model(trainer.model))
+    typer.echo(_format_breakdown(f"{preset} ({init})", param_breakdown(model).rows()))
+    result = trainer.run(max_steps=max_steps)
+    out = {
+        "run_dir": str(run_dir),
+        **dataclasses.asdict(result.state),
+        "last_validation": result.last_metrics,
+    }
+    typer.echo(json.dumps(out, default=str))
+
+
+def evaluate(
+    checkpoint: Annotated[
+        Path, typer.Option(help="Checkpoint folder, or a run folder (uses checkpoints/best-loss).")
+    ],
+    data: Annotated[Path, typer.Option(help="Test QA file.")],
+    data_format: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "auto",
+    documents: Annotated[
+        Path | None, typer.Option(help="Documents file (StreamingQA JSONL, ArchivalQA).")
+    ] = None,
+    num_docs: Annotated[
+        int | None, typer.Option(help="Bank size: the first N documents (default all).")
+    ] = None,
+    memory: Annotated[str, typer.Option(help="compressed, full or none (base LM alone).")] = "compressed",
+    aggregation: Annotated[
+        str, typer.Option(help="counts (exact, O(distinct codes)) or naive (every stored code).")
+    ] = "counts",
+    decoding: Annotated[
+        str, typer.Option(help="greedy, or paper (12 beams, 4 groups, diversity 10).")
+    ] = "greedy",
+    batch_size: Annotated[int, typer.Option(help="Documents / questions per batch.")] = 16,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for <stem>_questions.csv and <stem>_summary.json.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default from settings).")] = None,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast (GPU).")] = False,
+) -> None:
+    """Online adaptation: store the test documents in a bank, answer every question, report EM/F1, bytes, ms."""
+    import torch
+
+    from learner.checkpoint import load_checkpoint
+    from learner.data import load_dataset
+    from learner.errors import ConfigValueError
+    from learner.evaluate import DecodeConfig, online_eval, write_report
+
+    settings = _setup()
+    if memory not in ("compressed", "full", "none") or aggregation not in ("counts", "naive"):
+        raise ConfigValueError("--memory must be compressed|full|none and --aggregation counts|naive")
+    if decoding not in ("greedy", "paper"):
+        raise ConfigValueError("--decoding must be greedy or paper")
+    choice = device or settings.device
+    dev = torch.device(
+        "cuda" if choice == "auto" and torch.cuda.is_available() else ("cpu" if choice == "auto" else choice)
+    )
+    model, tokenizers, meta = load_checkpoint(checkpoint, dev)
+    ds = load_dataset(data, data_format, documents)
+    dec = (
+        DecodeConfig.paper()
+        if decoding == "paper"
+        else DecodeConfig(max_new_tokens=meta.model.max_answer_tokens)
+    )
+    if decoding == "paper":
+        dec = dataclasses.replace(dec, max_new_tokens=meta.model.max_answer_tokens)
+    report = online_eval(
+        model,
+        tokenizers,
+        ds,
+        num_docs=num_docs,
+        memory=memory,
+        aggregation=aggregation,  # type: ignore[arg-type]
+        decode=dec,
+        batch_size=batch_size,
+        device=dev,
+        bf16=bf16,
+        preset=meta.model.preset,
+    )
+    report.summary["checkpoint"] = str(checkpoint)
+    report.summary["from_scratch"] = meta.init == "scratch"
+    out_dir = out or Path(checkpoint) / "eval"
+    stem = f"{memory}-{aggregation}-{report.summary['num_docs']}docs-{dec.name}"
+    csv_path, json_path = write_report(report, out_dir, stem)
+    report.summary["questions_csv"], report.summary["summary_json"] = str(csv_path), str(json_path)
+    typer.echo(json.dumps(report.summary, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the learner's commands to the root `mbc` app."""
+    app.command("synth")(synth)
+    app.command("train")(train)
+    app.command("eval")(evaluate)

@@ -1,0 +1,294 @@
+"""Model and training hyperparameters: frozen dataclasses, saved inside every checkpoint.
+
+A *preset* bundles one :class:`ModelConfig` and one :class:`TrainConfig`. The four paper presets
+carry the settings of DESIGN.md §1 (MBC / MAC papers); ``tiny`` is ours: small enough to train
+on two CPU cores in minutes, used by the tests and `mbc synth` smoke runs.
+
+The shape fields of :class:`T5Spec` and :class:`LMSpec` are used when a model is built from
+config with random weights (``--init scratch``). With ``--init pretrained`` the networks come
+from ``name`` (a Hugging Face name or a local directory) and the checkpoint records the loaded
+architecture instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from learner.errors import ConfigValueError
+
+MemoryMode = Literal["compressed", "full", "none"]
+TrainMemoryMode = Literal["compressed", "full"]
+LMArch = Literal["gpt2", "llama"]
+
+
+@dataclass(frozen=True)
+class T5Spec:
+    """A T5 encoder-decoder used as amortization network or question encoder."""
+
+    name: str = "t5-small"  # HF name or local path, for --init pretrained
+    d_model: int = 512
+    d_ff: int = 2048
+    d_kv: int = 64
+    num_layers: int = 6
+    num_decoder_layers: int = 6
+    num_heads: int = 8
+    vocab_size: int = 32128  # replaced by the tokenizer's size when built from scratch
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class LMSpec:
+    """The frozen base language model (GPT-2 or Llama family)."""
+
+    name: str = "distilgpt2"
+    arch: LMArch = "gpt2"
+    hidden: int = 768
+    layers: int = 6
+    heads: int = 12
+    kv_heads: int | None = None  # Llama grouped-query attention; None = heads
+    ffn: int = 3072
+    max_positions: int = 1024
+    vocab_size: int = 50257
+    quantization: Literal["none", "nf4"] = "none"  # nf4 needs bitsandbytes (GPU only)
+    dropout: float = 0.1
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the MBC model's shapes and losses."""
+
+    preset: str = "distilgpt2"
+    amort: T5Spec = field(default_factory=T5Spec)
+    question: T5Spec = field(default_factory=T5Spec)
+    lm: LMSpec = field(default_factory=LMSpec)
+    num_tokens: int = 12  # K: context vectors per document
+    prefix_len: int = 2  # P: prefix positions per base-LM layer
+    codebook_size: int = 512  # C
+    commitment: float = 0.25  # beta
+    vq_weight: float = 1.0  # lambda: total loss = QA + lambda * VQ
+    codebook_update: Literal["gradient", "ema"] = "gradient"  # gradient = the paper; ema = EMA k-means codes
+    usage_decay: float = 0.99
+    dead_threshold: float = 1e-4
+    agg_blocks: int = 4
+    agg_heads: int = 8
+    agg_head_dim: int = 96
+    expand_hidden: int = 768  # hidden size of each prefix-token feed-forward block
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_last_n: int = 6
+    max_doc_tokens: int = 1024
+    max_question_tokens: int = 64
+    max_answer_tokens: int = 24
+
+    def validate(self) -> ModelConfig:
+        """Raise :class:`ConfigValueError` for inconsistent values; return self."""
+        checks = [
+            (self.num_tokens >= 1, "num_tokens must be >= 1"),
+            (self.prefix_len >= 1, "prefix_len must be >= 1"),
+            (2 <= self.codebook_size <= 65536, "codebook_size must be in [2, 65536]"),
+            (self.lm.hidden % self.lm.heads == 0, "lm.hidden must be divisible by lm.heads"),
+            (
+                self.lm.kv_heads in (None, self.lm.heads),
+                "grouped-query attention (kv_heads != heads) is not supported by the prefix expansion",
+            ),
+            (0 <= self.lora_last_n <= self.lm.layers, "lora_last_n must be in [0, lm.layers]"),
+            (self.lora_r >= 1, "lora_r must be >= 1"),
+            (self.agg_blocks >= 1 and self.agg_heads >= 1, "aggregator needs >= 1 block and head"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigValueError(f"model config {self.preset!r}: {message}")
+        return self
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Meta-training settings (DESIGN.md §1 for the paper presets)."""
+
+    memory: TrainMemoryMode = "compressed"  # compressed = MBC, full = MAC
+    epochs: int = 50
+    batch_size: int = 16  # documents whose QA loss is back-propagated per micro-batch
+    grad_accum: int = 4
+    lr: float = 1e-5
+    warmup_ratio: float = 0.01
+    grad_clip: float = 100.0
+    backprop_fraction: float = 1.0  # MAC backprop dropout; < 1 enlarges the bank with no-grad documents
+    patience: int | None = 10  # early stopping on validation QA loss, in evaluations; None disables
+    min_delta: float = 0.0
+    eval_every_steps: int | None = None  # None: evaluate at the end of every epoch
+    val_bank_docs: int = 32  # bank size of the validation EM/F1 run
+    val_max_questions: int = 256
+    shuffle: Literal["rows", "groups"] = "rows"
+    seed: int = 42
+    mixed_precision: Literal["no", "bf16"] = "no"
+    lm_pretrain_epochs: int = 0  # from-scratch base LM: epochs of plain LM training before meta-training
+    lm_pretrain_lr: float = 1e-3
+    lm_pretrain_batch_size: int = 32
+    retrieval_warmup_steps: int = 0  # random-init encoders: retrieval warm-up before meta-training
+    retrieval_warmup_lr: float = 1e-3
+    tokenizer_vocab_size: int = 8000  # from-scratch tokenizer size
+
+    def validate(self) -> TrainConfig:
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
+            (0.0 < self.backprop_fraction <= 1.0, "backprop_fraction must be in (0, 1]"),
+            (self.lr >= 0.0, "lr must be >= 0"),
+            (self.patience is None or self.patience >= 0, "patience must be >= 0"),
+            (0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)"),
+            (
+                self.retrieval_warmup_steps >= 0 and self.lm_pretrain_epochs >= 0,
+                "warm-up lengths must be >= 0",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigValueError(f"train config: {message}")
+        return self
+
+    @property
+    def loader_batch_size(self) -> int:
+        """Documents per micro-batch: the grad part plus the no-grad part of backprop dropout."""
+        return max(self.batch_size, round(self.batch_size / self.backprop_fraction))
+
+
+@dataclass(frozen=True)
+class Preset:
+    model: ModelConfig
+    train: TrainConfig
+    description: str
+
+
+_T5_SMALL = T5Spec("t5-small", 512, 2048, 64, 6, 6, 8)
+_T5_BASE = T5Spec("t5-base", 768, 3072, 64, 12, 12, 12)
+_T5_LARGE = T5Spec("t5-large", 1024, 4096, 64, 24, 24, 16)
+_BIG_TRAIN = TrainConfig(batch_size=4, grad_accum=8, mixed_precision="bf16")
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        ModelConfig(
+            preset="tiny",
+            amort=T5Spec("t5-tiny", 64, 128, 16, 2, 1, 4, vocab_size=1024, dropout=0.0),
+            question=T5Spec("t5-tiny", 64, 128, 16, 2, 1, 4, vocab_size=1024, dropout=0.0),
+            lm=LMSpec("gpt2-tiny", "gpt2", 64, 2, 4, None, 256, 128, 1024, dropout=0.0),
+            num_tokens=2,
+            codebook_update="ema",
+            agg_blocks=2,
+            agg_heads=4,
+            agg_head_dim=16,
+            expand_hidden=128,
+            lora_r=8,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            lora_last_n=2,
+            max_doc_tokens=128,
+            max_question_tokens=32,
+            max_answer_tokens=8,
+        ),
+        TrainConfig(
+            epochs=40,
+            batch_size=32,
+            grad_accum=1,
+            lr=1e-3,
+            grad_clip=1.0,
+            patience=None,
+            shuffle="groups",
+            lm_pretrain_epochs=15,
+            lm_pretrain_lr=3e-3,
+            retrieval_warmup_steps=600,
+            warmup_ratio=0.1,
+            tokenizer_vocab_size=1024,
+        ),
+        "from-scratch toy model for CPU tests (T5 and GPT-2 of width 64)",
+    ),
+    "distilgpt2": Preset(
+        ModelConfig(
+            preset="distilgpt2",
+            amort=_T5_SMALL,
+            question=_T5_SMALL,
+            lm=LMSpec("distilgpt2", "gpt2", 768, 6, 12, None, 3072, 1024, 50257),
+            num_tokens=12,
+            lora_r=16,
+            lora_alpha=32,
+            lora_last_n=6,
+        ),
+        TrainConfig(batch_size=16, grad_accum=4),
+        "DistilGPT2 with T5-small amortization and question encoders (MBC paper)",
+    ),
+    "gpt2-large": Preset(
+        ModelConfig(
+            preset="gpt2-large",
+            amort=_T5_BASE,
+            question=_T5_BASE,
+            lm=LMSpec("gpt2-large", "gpt2", 1280, 36, 20, None, 5120, 1024, 50257),
+            num_tokens=24,
+            lora_r=32,
+            lora_alpha=64,
+            lora_last_n=16,
+        ),
+        _BIG_TRAIN,
+        "GPT2-Large with T5-base encoders",
+    ),
+    "gpt2-xl": Preset(
+        ModelConfig(
+            preset="gpt2-xl",
+            amort=_T5_LARGE,
+            question=_T5_BASE,
+            lm=LMSpec("gpt2-xl", "gpt2", 1600, 48, 25, None, 6400, 1024, 50257),
+            num_tokens=24,
+            lora_r=32,
+            lora_alpha=64,
+            lora_last_n=16,
+        ),
+        _BIG_TRAIN,
+        "GPT2-XL with T5-large amortization and T5-base question encoder",
+    ),
+    "llama2-7b": Preset(
+        ModelConfig(
+            preset="llama2-7b",
+            amort=_T5_LARGE,
+            question=_T5_BASE,
+            lm=LMSpec(
+                "meta-llama/Llama-2-7b-hf", "llama", 4096, 32, 32, 32, 11008, 4096, 32000, quantization="nf4"
+            ),
+            num_tokens=24,
+            lora_r=32,
+            lora_alpha=64,
+            lora_last_n=16,
+        ),
+        _BIG_TRAIN,
+        "Llama-2-7B (nf4 when pretrained) with T5-large / T5-base",
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; :class:`ConfigValueError` listing the known ones otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def config_to_dict(cfg: ModelConfig | TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Inverse of :func:`config_to_dict` for :class:`ModelConfig` (unknown keys are an error)."""
+    data = dict(data)
+    amort = T5Spec(**data.pop("amort"))
+    question = T5Spec(**data.pop("question"))
+    lm = LMSpec(**data.pop("lm"))
+    return ModelConfig(amort=amort, question=question, lm=lm, **data)
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    return TrainConfig(**data)

@@ -1,0 +1,281 @@
+"""Online-adaptation evaluation (the papers' protocol, DESIGN.md §1) behind `mbc eval`.
+
+1. **Adapt**: the test documents are tokenized, amortized and — in ``compressed`` mode —
+   quantized and packed into the stored byte format (:mod:`memory_store.codec`); in ``full`` mode
+   the float context vectors are kept. Timed end to end: ``adaptation_ms_per_doc``.
+2. **Answer**: the memory is built from what was stored — counts per (version, code) or every
+   stored code (``naive``) — and every question is answered against the whole bank. Timed end to
+   end including unpacking, aggregation, prefix expansion and decoding: ``inference_ms_per_query``.
+
+Timers synchronize CUDA before reading the clock and divide by what their names say.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from learner.batching import Encoder, pad
+from learner.data.types import Document, QADataset, QAExample
+from learner.errors import CheckpointError
+from learner.memory import Memory, count_codes, memory_from_counts, memory_full, memory_naive
+from learner.metrics import best_over
+from learner.model import MBCModel
+from learner.tokenizer import Tokenizers
+from memory_store.codec import encode_codebook, pack_codes_batch, unpack_codes_batch
+
+Aggregation = Literal["counts", "naive"]
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    num_beams: int = 1
+    num_beam_groups: int = 1
+    diversity_penalty: float = 0.0
+    max_new_tokens: int = 16
+
+    @classmethod
+    def paper(cls) -> DecodeConfig:
+        """12 beams in 4 groups, diversity penalty 10, top-1 (MAC / MBC evaluation)."""
+        return cls(12, 4, 10.0)
+
+    @property
+    def name(self) -> str:
+        return "greedy" if self.num_beams == 1 else f"beam{self.num_beams}x{self.num_beam_groups}"
+
+
+@dataclass
+class Bank:
+    """What online adaptation stored for N documents."""
+
+    mode: str
+    num_docs: int
+    num_tokens: int
+    num_codes: int
+    blobs: list[bytes] = field(default_factory=list)  # compressed: packed codes per document
+    versions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,)
+    vectors: Tensor | None = None  # full: (N, K, D) float32 on CPU
+    codebooks: dict[int, Tensor] = field(default_factory=dict)
+
+    @property
+    def bank_bytes(self) -> int:
+        if self.mode == "compressed":
+            return sum(len(b) for b in self.blobs)
+        if self.mode == "full" and self.vectors is not None:
+            return int(self.vectors.numel() * 4)
+        return 0
+
+    @property
+    def codebook_bytes(self) -> int:
+        return sum(len(encode_codebook(v.cpu().numpy())) for v in self.codebooks.values())
+
+    def codes(self) -> np.ndarray:
+        """Unpack the stored blobs -> (N, K) code indices."""
+        return unpack_codes_batch(self.blobs, self.num_tokens, self.num_codes)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextmanager
+def timed(device: torch.device, out: list[float]) -> Iterator[None]:
+    """Append the wall time of the block (CUDA synchronized on both ends), in seconds, to ``out``."""
+    sync(device)
+    t0 = time.perf_counter()
+    yield
+    sync(device)
+    out.append(time.perf_counter() - t0)
+
+
+def _autocast(device: torch.device, bf16: bool) -> Any:
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+@torch.no_grad()
+def adapt(
+    model: MBCModel,
+    encoder: Encoder,
+    docs: Sequence[Document],
+    mode: str,
+    batch_size: int,
+    device: torch.device,
+    bf16: bool = False,
+) -> Bank:
+    """Amortize (and quantize + pack) ``docs`` into a bank."""
+    cfg = model.config
+    bank = Bank(mode, len(docs), cfg.num_tokens, cfg.codebook_size)
+    if mode == "none":
+        return bank
+    version = int(model.codebook.version)
+    codes_parts, vec_parts = [], []
+    for i in range(0, len(docs), batch_size):
+        ids, mask = pad(
+            encoder.documents([d.text for d in docs[i : i + batch_size]]), encoder.tok.amort_pad_id
+        )
+        with _autocast(device, bf16):
+            z = model.amortizer(ids.to(device), mask.to(device)).float()  # (b, K, D)
+        if mode == "compressed":
+            codes_parts.append(model.quantize(z).cpu().numpy())  # (b, K)
+        else:
+            vec_parts.append(z.cpu())
+    if mode == "compressed":
+        bank.blobs = pack_codes_batch(np.concatenate(codes_parts), cfg.codebook_size)
+        bank.versions = np.full(len(docs), version, dtype=np.int64)
+        bank.codebooks = {version: model.codebook.vectors.detach().float()}
+    else:
+        bank.vectors = torch.cat(vec_parts)
+    return bank
+
+
+def bank_memory(bank: Bank, aggregation: Aggregation, device: torch.device) -> Memory | None:
+    """The memory the aggregator attends over, built from what the bank stored."""
+    if bank.mode == "none":
+        return None
+    if bank.mode == "full":
+        assert bank.vectors is not None
+        return memory_full(bank.vectors.to(device))
+    codes = bank.codes()
+    if aggregation == "counts":
+        return memory_from_counts(count_codes(codes, bank.versions), bank.codebooks, device)
+    return memory_naive(codes, bank.versions, bank.codebooks, device)
+
+
+@torch.no_grad()
+def answer_questions(
+    model: MBCModel,
+    encoder: Encoder,
+    questions: Sequence[str],
+    memory: Memory | None,
+    decode: DecodeConfig,
+    batch_size: int,
+    device: torch.device,
+    bf16: bool = False,
+) -> list[str]:
+    """Predicted answer text for every question."""
+    preds: list[str] = []
+    for i in range(0, len(questions), batch_size):
+        chunk = list(questions[i : i + batch_size])
+        q_ids, q_mask = pad(encoder.questions_amort(chunk), encoder.tok.amort_pad_id)
+        g_ids, g_mask = pad(encoder.questions_lm(chunk), encoder.tok.lm_pad_id, left=True)
+        with _autocast(device, bf16):
+            out = model.answer(
+                q_ids.to(device),
+                q_mask.to(device),
+                g_ids.to(device),
+                g_mask.to(device),
+                memory,
+                encoder.tok.lm_eos_id,
+                max_new_tokens=decode.max_new_tokens,
+                num_beams=decode.num_beams,
+                num_beam_groups=decode.num_beam_groups,
+                diversity_penalty=decode.diversity_penalty,
+            )
+        preds += [encoder.decode(t) for t in out]
+    return preds
+
+
+@dataclass
+class EvalReport:
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+
+def online_eval(
+    model: MBCModel,
+    tokenizers: Tokenizers,
+    data: QADataset,
+    *,
+    num_docs: int | None,
+    memory: str = "compressed",
+    aggregation: Aggregation = "counts",
+    decode: DecodeConfig | None = None,
+    batch_size: int = 16,
+    device: torch.device | None = None,
+    max_questions: int | None = None,
+    bf16: bool = False,
+    preset: str | None = None,
+) -> EvalReport:
+    """Adapt on the first ``num_docs`` documents of ``data``, then answer all their questions."""
+    if memory == "compressed" and model.train_memory == "full":
+        raise CheckpointError("this checkpoint was meta-trained with full memory: it has no trained codebook")
+    decode = decode or DecodeConfig(max_new_tokens=model.config.max_answer_tokens)
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    encoder = Encoder(tokenizers, model.config)
+    subset = data.first_docs(num_docs)
+    docs = list(subset.documents.values())
+    examples: list[QAExample] = subset.examples[:max_questions] if max_questions else subset.examples
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    adapt_t: list[float] = []
+    infer_t: list[float] = []
+    with timed(device, adapt_t):
+        bank = adapt(model, encoder, docs, memory, batch_size, device, bf16)
+    with timed(device, infer_t):
+        mem = bank_memory(bank, aggregation, device)
+        preds = answer_questions(
+            model, encoder, [e.question for e in examples], mem, decode, batch_size, device, bf16
+        )
+    model.train(was_training)
+    rows = [
+        {
+            "qa_id": ex.qa_id,
+            "doc_id": ex.doc_id,
+            "question": ex.question,
+            "answers": "\\".join(ex.answers),
+            "prediction": p,
+            "em": best_over("em", p, ex.answers),
+            "f1": best_over("f1", p, ex.answers),
+        }
+        for ex, p in zip(examples, preds, strict=True)
+    ]
+    n_docs, n_q = len(docs), len(examples)
+    d = model.lm.hidden
+    summary = {
+        "em": float(np.mean([r["em"] for r in rows])) if rows else 0.0,
+        "f1": float(np.mean([r["f1"] for r in rows])) if rows else 0.0,
+        "num_docs": n_docs,
+        "num_questions": n_q,
+        "bank_bytes": bank.bank_bytes,
+        "codebook_bytes": bank.codebook_bytes,
+        "bytes_per_doc": bank.bank_bytes / n_docs if n_docs else 0.0,
+        "full_memory_bytes_per_doc": model.config.num_tokens * d * 4,
+        "adaptation_ms_per_doc": 1000.0 * adapt_t[0] / n_docs if n_docs else 0.0,
+        "inference_ms_per_query": 1000.0 * infer_t[0] / n_q if n_q else 0.0,
+        "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "memory": memory,
+        "aggregation": aggregation if memory == "compressed" else None,
+        "decoding": decode.name,
+        "preset": preset or model.config.preset,
+        "device": str(device),
+        "distinct_codes": len(count_codes(bank.codes(), bank.versions)) if memory == "compressed" else None,
+        "num_tokens": model.config.num_tokens,
+        "codebook_size": model.config.codebook_size,
+        "bf16": bf16,
+    }
+    return EvalReport(summary, rows)
+
+
+def write_report(report: EvalReport, out_dir: Path, stem: str = "eval") -> tuple[Path, Path]:
+    """``<stem>_questions.csv`` (one row per question) and ``<stem>_summary.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out_dir / f"{stem}_questions.csv", out_dir / f"{stem}_summary.json"
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["qa_id", "doc_id", "question", "answers", "prediction", "em", "f1"])
+        w.writeheader()
+        w.writerows(report.rows)
+    json_path.write_text(json.dumps(report.summary, indent=2) + "\n")
+    return csv_path, json_path

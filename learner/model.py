@@ -1,0 +1,164 @@
+"""The MBC model: amortize -> (quantize) -> aggregate -> expand -> answer (DESIGN.md §1).
+
+Memory modes:
+
+* ``compressed`` (MBC): context vectors are replaced by their nearest codes; the bank stores code
+  indices.
+* ``full`` (MAC, the baseline): the bank stores the float context vectors.
+* ``none``: the base LM alone — no prefix and no KV-LoRA.
+
+``forward`` is the meta-training loss on one batch, in which the batch's own documents are the
+memory bank of every question in the batch (as in the papers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from learner.aggregator import Aggregator
+from learner.amortization import PromptedT5
+from learner.base_lm import BaseLM
+from learner.codebook import Codebook
+from learner.config import MemoryMode, ModelConfig
+from learner.lora import apply_kv_lora, freeze_all_but_lora, lora_disabled
+from learner.memory import Memory
+from learner.prefix import Prefix, PrefixExpander
+
+
+@dataclass
+class TrainBatch:
+    """Tensors of one micro-batch. Row i of every field belongs to example i."""
+
+    doc_ids: Tensor  # (N, Td) amortization-tokenizer ids of the documents
+    doc_mask: Tensor  # (N, Td)
+    q_ids: Tensor  # (N, Tq) amortization-tokenizer ids of the questions
+    q_mask: Tensor  # (N, Tq)
+    qa_ids: Tensor  # (N, T) LM ids: question, answer, EOS, right padding
+    qa_mask: Tensor  # (N, T)
+    qa_labels: Tensor  # (N, T) answer and EOS ids, -100 elsewhere
+
+    def to(self, device: torch.device) -> TrainBatch:
+        return TrainBatch(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+    @property
+    def size(self) -> int:
+        return int(self.doc_ids.shape[0])
+
+
+@dataclass
+class LossOutput:
+    loss: Tensor  # () QA + lambda * VQ
+    qa_loss: Tensor
+    vq_loss: Tensor
+    perplexity: Tensor  # codebook usage perplexity of the batch (0 without a codebook)
+
+
+class MBCModel(nn.Module):
+    def __init__(
+        self,
+        config: ModelConfig,
+        amortizer: PromptedT5,
+        question_encoder: PromptedT5,
+        lm: BaseLM,
+        train_memory: Literal["compressed", "full"] = "compressed",
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.train_memory = train_memory
+        d = lm.hidden
+        self.amortizer = amortizer
+        self.codebook = Codebook(
+            config.codebook_size,
+            d,
+            config.commitment,
+            config.usage_decay,
+            config.dead_threshold,
+            config.codebook_update,
+        )
+        self.aggregator = Aggregator(
+            question_encoder, d, config.agg_blocks, config.agg_heads, config.agg_head_dim
+        )
+        self.expander = PrefixExpander(
+            config.num_tokens, d, lm.num_layers, lm.num_heads, config.prefix_len, config.expand_hidden
+        )
+        apply_kv_lora(
+            lm.model, lm.arch, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_last_n
+        )
+        freeze_all_but_lora(lm.model)
+        self.lm = lm
+
+    # -- training -------------------------------------------------------------------------------------
+
+    def amortize(self, doc_ids: Tensor, doc_mask: Tensor, n_grad: int | None = None) -> Tensor:
+        """Context vectors (N, K, D); only the first ``n_grad`` documents get gradients (backprop dropout)."""
+        n = doc_ids.shape[0] if n_grad is None else n_grad
+        parts = [self.amortizer(doc_ids[:n], doc_mask[:n])] if n > 0 else []
+        if n < doc_ids.shape[0]:
+            with torch.no_grad():
+                parts.append(self.amortizer(doc_ids[n:], doc_mask[n:]))
+        return torch.cat(parts, dim=0)  # (N, K, D)
+
+    def forward(self, batch: TrainBatch, n_grad: int | None = None) -> LossOutput:
+        """Meta-training loss: the batch's documents are the bank; the first ``n_grad`` questions are scored."""
+        n = batch.size if n_grad is None else n_grad
+        z = self.amortize(batch.doc_ids, batch.doc_mask, n)  # (N, K, D)
+        zero = z.new_zeros(())
+        if self.train_memory == "compressed":
+            q = self.codebook(z)
+            vectors, vq, ppl = q.quantized, q.loss, q.perplexity
+        else:
+            vectors, vq, ppl = z, zero, zero
+        memory = Memory(vectors.reshape(-1, vectors.shape[-1]))  # (N*K, D) shared by all questions
+        prefix = self.prefix(batch.q_ids[:n], batch.q_mask[:n], memory)
+        out = self.lm(batch.qa_ids[:n], batch.qa_mask[:n], prefix, labels=batch.qa_labels[:n])
+        qa = out.loss
+        return LossOutput(qa + self.config.vq_weight * vq, qa.detach(), vq.detach(), ppl.detach())
+
+    # -- inference ------------------------------------------------------------------------------------
+
+    def prefix(self, q_ids: Tensor, q_mask: Tensor, memory: Memory) -> Prefix:
+        """Aggregate the memory for each question and expand to per-layer prefix key/values."""
+        return self.expander(self.aggregator(q_ids, q_mask, memory))  # type: ignore[no-any-return]
+
+    @torch.no_grad()
+    def quantize(self, z: Tensor) -> Tensor:
+        """Code indices (N, K) of context vectors (N, K, D); no usage tracking or reset."""
+        from learner.codebook import nearest_codes
+
+        return nearest_codes(z.reshape(-1, z.shape[-1]), self.codebook.vectors).view(z.shape[:-1])
+
+    @torch.no_grad()
+    def answer(
+        self,
+        q_ids: Tensor,
+        q_mask: Tensor,
+        gen_ids: Tensor,
+        gen_mask: Tensor,
+        memory: Memory | None,
+        eos_id: int,
+        max_new_tokens: int = 16,
+        num_beams: int = 1,
+        num_beam_groups: int = 1,
+        diversity_penalty: float = 0.0,
+    ) -> list[list[int]]:
+        """Answer tokens for left-padded LM prompts ``gen_ids``; ``memory=None`` is the base LM alone."""
+        settings = dict(
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            num_beam_groups=num_beam_groups,
+            diversity_penalty=diversity_penalty,
+        )
+        if memory is None:
+            with lora_disabled(self.lm.model):
+                return self.lm.generate(gen_ids, gen_mask, None, eos_id, **settings)  # type: ignore[arg-type]
+        prefix = self.prefix(q_ids, q_mask, memory)
+        return self.lm.generate(gen_ids, gen_mask, prefix, eos_id, **settings)  # type: ignore[arg-type]
+
+
+def memory_mode_available(model: MBCModel, mode: MemoryMode) -> bool:
+    """A model meta-trained with full memory has no trained codebook, so it cannot run compressed."""
+    return not (mode == "compressed" and model.train_memory == "full")

@@ -1,0 +1,69 @@
+"""Token expansion (DESIGN.md §1.5): K aggregated vectors -> a P-tuning-v2 prefix for every layer.
+
+The K vectors are spread over N = L·2·P "actual tokens" (vector i feeds ⌈N/K⌉ or ⌊N/K⌋
+consecutive tokens, the first N mod K vectors one more), each token goes through its own
+feed-forward block (LayerNorm -> Linear -> GELU -> Linear, residual), and the N tokens are
+reshaped into per-layer key and value tensors of shape (B, H, P, head_dim).
+
+Token n = p·(2L) + j holds, for layer l = j // 2, the key (j even) or value (j odd) of prefix
+position p.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+Prefix = tuple[tuple[Tensor, Tensor], ...]  # per layer: (keys, values), each (B, H, P, hd)
+
+
+def source_index(num_vectors: int, num_tokens: int) -> Tensor:
+    """Which input vector feeds each of the ``num_tokens`` actual tokens -> (N,) int64."""
+    repeat, extra = divmod(num_tokens, num_vectors)
+    if repeat == 0:  # more vectors than tokens: use the first N
+        return torch.arange(num_tokens)
+    counts = [repeat + 1 if i < extra else repeat for i in range(num_vectors)]
+    return torch.tensor([i for i, c in enumerate(counts) for _ in range(c)], dtype=torch.int64)
+
+
+class PrefixExpander(nn.Module):
+    """(B, K, D) -> per-layer prefix key/values for an LM with ``layers`` layers of ``heads`` heads."""
+
+    source: Tensor  # (N,) which input vector feeds each actual token
+
+    def __init__(
+        self, num_vectors: int, dim: int, layers: int, heads: int, prefix_len: int, hidden: int
+    ) -> None:
+        super().__init__()
+        self.layers, self.heads, self.prefix_len, self.dim = layers, heads, prefix_len, dim
+        self.num_tokens = layers * 2 * prefix_len
+        self.register_buffer("source", source_index(num_vectors, self.num_tokens), persistent=False)
+        n = self.num_tokens
+        self.ln_weight = nn.Parameter(torch.ones(n, dim))
+        self.ln_bias = nn.Parameter(torch.zeros(n, dim))
+        self.w1 = nn.Parameter(torch.empty(n, dim, hidden))
+        self.b1 = nn.Parameter(torch.zeros(n, hidden))
+        self.w2 = nn.Parameter(torch.empty(n, hidden, dim))
+        self.b2 = nn.Parameter(torch.zeros(n, dim))
+        for w, fan_in in ((self.w1, dim), (self.w2, hidden)):
+            if w.device.type != "meta":
+                bound = 1.0 / math.sqrt(fan_in)
+                nn.init.uniform_(w, -bound, bound)
+
+    def tokens(self, x: Tensor) -> Tensor:
+        """(B, K, D) -> the N actual tokens (B, N, D)."""
+        t = x[:, self.source]  # (B, N, D)
+        h = nn.functional.layer_norm(t, (self.dim,)) * self.ln_weight + self.ln_bias
+        h = nn.functional.gelu(torch.einsum("bnd,ndh->bnh", h, self.w1) + self.b1)  # (B, N, hidden)
+        return t + torch.einsum("bnh,nhd->bnd", h, self.w2) + self.b2  # (B, N, D)
+
+    def forward(self, x: Tensor) -> Prefix:
+        b = x.shape[0]
+        t = self.tokens(x)  # (B, N, D)
+        t = t.view(
+            b, self.prefix_len, self.layers * 2, self.heads, self.dim // self.heads
+        )  # (B, P, 2L, H, hd)
+        t = t.permute(2, 0, 3, 1, 4)  # (2L, B, H, P, hd)
+        return tuple((t[2 * layer], t[2 * layer + 1]) for layer in range(self.layers))

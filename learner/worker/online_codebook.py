@@ -1,0 +1,259 @@
+"""The codebook the worker quantizes with, and its online maintenance (DESIGN.md §3b).
+
+The worker always quantizes against one stored codebook *version*. With ``--codebook ema`` it
+also accumulates, per code, how many context vectors it assigned there and their sum; every
+``publish_every_docs`` documents it derives a NEW version from the newest stored one — an EMA
+k-means step with those statistics, then dead-code resets from a reservoir of recent vectors —
+and publishes it as the child of that newest version with a compare-and-set. Stored versions
+are never modified; codes always name the version that produced them.
+
+Several workers in one consumer group need no leader: each publishes children of the newest
+version (losing a race means reloading the newest and retrying with the same statistics), and
+each follows the newest version for quantization. The history stays one linear chain (enforced
+by the store's unique parent index).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from infra.logging import get_logger
+from learner.codebook import nearest_codes, reset_dead_codes
+from memory_store.errors import CodebookConflict
+from memory_store.records import CodebookHealth
+from memory_store.store import MemoryStore
+
+log = get_logger(__name__)
+
+
+@dataclass
+class VersionState:
+    """A stored version as the worker uses it."""
+
+    version: int
+    vectors: Tensor  # (C, D) float32 on the worker's device
+    usage: Tensor  # (C,) EMA of assignments per batch (also the EMA cluster size)
+
+
+@dataclass
+class Observations:
+    """What the worker saw since it last published (or since it switched version)."""
+
+    counts: Tensor  # (C,) assignments per code
+    sums: Tensor  # (C, D) sum of assigned context vectors
+    batches: int = 0
+    docs: int = 0
+    vectors: int = 0
+    sq_error: float = 0.0
+    reservoir: list[Tensor] = field(default_factory=list)  # recent (n, D) chunks, for dead-code resets
+
+    @classmethod
+    def empty(cls, num_codes: int, dim: int, device: torch.device) -> Observations:
+        return cls(torch.zeros(num_codes, device=device), torch.zeros(num_codes, dim, device=device))
+
+
+def ema_update(
+    vectors: Tensor, usage: Tensor, counts: Tensor, sums: Tensor, batches: int, decay: float
+) -> tuple[Tensor, Tensor]:
+    """EMA k-means step from statistics gathered over ``batches`` batches; returns new tensors.
+
+    Treats the statistics as ``batches`` equal mini-batches: with g = decay**batches,
+    N_c' = g·N_c + (1-g)·n_c/batches and e_c' = (g·N_c·e_c + (1-g)·s_c/batches) / N_c'.
+    Codes that received nothing keep their vector (their usage decays), so an unused code never
+    collapses to zero; it is re-seeded by the dead-code reset instead.
+    """
+    g = decay ** max(batches, 1)
+    b = float(max(batches, 1))
+    new_usage = usage * g + counts / b * (1.0 - g)  # (C,)
+    embed = vectors * (usage * g)[:, None] + sums / b * (1.0 - g)  # (C, D)
+    hit = counts > 0
+    new_vectors = vectors.clone()
+    new_vectors[hit] = embed[hit] / new_usage[hit].clamp_min(1e-12)[:, None]
+    return new_vectors, new_usage
+
+
+def perplexity(counts: Tensor) -> float:
+    """exp(entropy) of a code histogram; 0 for an empty one."""
+    total = float(counts.sum())
+    if total == 0:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(math.exp(-(p * p.log()).sum().item()))
+
+
+class OnlineCodebook:
+    """Quantize against the current version; optionally publish EMA-updated versions."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        device: torch.device,
+        mode: Literal["frozen", "ema"] = "frozen",
+        decay: float = 0.99,
+        dead_threshold: float = 1e-4,
+        publish_every_docs: int = 2_000,
+        reservoir_size: int = 4_096,
+        follow_every_s: float = 5.0,
+        seed: int = 0,
+    ) -> None:
+        self.store, self.device, self.mode = store, device, mode
+        self.decay, self.dead_threshold = decay, dead_threshold
+        self.publish_every_docs, self.reservoir_size = publish_every_docs, reservoir_size
+        self.follow_every_s = follow_every_s
+        self.generator = torch.Generator().manual_seed(seed)
+        self.state: VersionState | None = None
+        self.obs: Observations | None = None
+        self._last_follow = 0.0
+        self.published: list[int] = []
+
+    # -- versions -------------------------------------------------------------------------------
+
+    def bootstrap(self, initial_vectors: Tensor, initial_usage: Tensor | None = None) -> int:
+        """Start from the newest stored version; publish ``initial_vectors`` as the root if none."""
+        latest = self.store.latest_codebook_version()
+        if latest is None:
+            usage = initial_usage if initial_usage is not None else torch.ones(initial_vectors.shape[0])
+            health = CodebookHealth(
+                resets=0, extra={"ema_usage": usage.float().cpu().tolist(), "origin": "checkpoint"}
+            )
+            try:
+                latest = self.store.add_codebook_version(
+                    initial_vectors.float().cpu().numpy(), parent=None, health=health, expect_latest=True
+                )
+                log.info("published the checkpoint's codebook as the root version", version=latest)
+            except CodebookConflict:
+                latest = self.store.latest_codebook_version()
+        assert latest is not None
+        self._load(latest)
+        return latest
+
+    @property
+    def version(self) -> int:
+        assert self.state is not None, "bootstrap() first"
+        return self.state.version
+
+    def _load(self, version: int) -> None:
+        cb = self.store.get_codebook(version)
+        vectors = torch.from_numpy(np.ascontiguousarray(cb.vectors)).to(self.device)  # (C, D)
+        raw_usage = (cb.info.health.extra or {}).get("ema_usage")
+        if isinstance(raw_usage, list) and len(raw_usage) == vectors.shape[0]:
+            usage = torch.tensor(raw_usage, dtype=torch.float32, device=self.device)
+        else:
+            usage = torch.ones(vectors.shape[0], device=self.device)
+        self.state = VersionState(version, vectors, usage)
+        if self.obs is None:
+            self.obs = Observations.empty(vectors.shape[0], vectors.shape[1], self.device)
+
+    def follow(self, force: bool = False) -> int:
+        """Switch to the newest stored version (checked at most every ``follow_every_s``)."""
+        now = time.monotonic()
+        if force or now - self._last_follow >= self.follow_every_s:
+            self._last_follow = now
+            latest = self.store.latest_codebook_version()
+            if latest is not None and latest != self.version:
+                log.info("following newer codebook version", old=self.version, new=latest)
+                self._load(latest)
+        return self.version
+
+    # -- per batch ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def quantize(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, K, D) context vectors -> (N, K) codes and (N, K) squared quantization errors."""
+        assert self.state is not None
+        flat = z.reshape(-1, z.shape[-1]).float()  # (N*K, D)
+        codes = nearest_codes(flat, self.state.vectors)  # (N*K,)
+        err = ((flat - self.state.vectors[codes]) ** 2).sum(-1)  # (N*K,)
+        return codes.view(z.shape[:-1]), err.view(z.shape[:-1])
+
+    @torch.no_grad()
+    def observe(self, z: Tensor, codes: Tensor, sq_error: Tensor) -> None:
+        """Record one batch: health figures always, EMA statistics in ``ema`` mode."""
+        assert self.state is not None and self.obs is not None
+        flat = z.reshape(-1, z.shape[-1]).float()  # (N*K, D)
+        idx = codes.reshape(-1)
+        o = self.obs
+        o.counts += torch.bincount(idx, minlength=o.counts.shape[0]).float()
+        if self.mode == "ema":
+            o.sums.index_add_(0, idx, flat)
+            o.reservoir.append(
+                flat[torch.randperm(flat.shape[0], generator=self.generator)[:256].to(flat.device)]
+            )
+            while sum(r.shape[0] for r in o.reservoir) > self.reservoir_size:
+                o.reservoir.pop(0)
+        o.batches += 1
+        o.docs += z.shape[0]
+        o.vectors += flat.shape[0]
+        o.sq_error += float(sq_error.sum())
+
+    def due(self) -> bool:
+        return self.obs is not None and self.obs.docs >= self.publish_every_docs
+
+    def publish(self) -> int | None:
+        """Fold the observations into a new version (``ema``) or refresh health (``frozen``)."""
+        assert self.state is not None and self.obs is not None
+        o = self.obs
+        observed_version = self.state.version
+        health_now = self._health(o, self.state)
+        if self.mode == "frozen":
+            self.store.update_codebook_health(self.state.version, health_now)
+            self.obs = self._fresh_observations(self.state.vectors)
+            return None
+        while True:
+            latest = self.store.latest_codebook_version()
+            assert latest is not None
+            if latest != self.state.version:
+                self._load(latest)
+            base = self.state
+            vectors, usage = ema_update(base.vectors, base.usage, o.counts, o.sums, o.batches, self.decay)
+            resets = 0
+            if o.reservoir:
+                pool = torch.cat(o.reservoir)  # (R, D)
+                vectors, usage, replaced = reset_dead_codes(
+                    vectors, usage, pool, self.dead_threshold, self.generator
+                )
+                resets = int(replaced.numel())
+            dead_after = int((usage < self.dead_threshold).sum())
+            health = CodebookHealth(
+                resets=resets,
+                dead_codes=dead_after,
+                extra={"ema_usage": usage.cpu().tolist(), "origin": "ema", "observed_docs": o.docs},
+            )
+            try:
+                new = self.store.add_codebook_version(
+                    vectors.cpu().numpy(), parent=base.version, health=health, expect_latest=True
+                )
+            except CodebookConflict:
+                log.info("another worker published first; rebasing onto the newest version")
+                continue
+            break
+        self.store.update_codebook_health(observed_version, health_now)
+        self.state = VersionState(new, vectors, usage)
+        self.obs = self._fresh_observations(vectors)
+        self.published.append(new)
+        log.info("published codebook version", version=new, parent=base.version, resets=resets)
+        return new
+
+    def _fresh_observations(self, vectors: Tensor) -> Observations:
+        return Observations.empty(int(vectors.shape[0]), int(vectors.shape[1]), self.device)
+
+    def _health(self, o: Observations, state: VersionState) -> CodebookHealth:
+        """Health of ``state``'s version as measured on what this worker observed."""
+        extra = {
+            "ema_usage": state.usage.cpu().tolist(),
+            "mean_quantization_error": o.sq_error / o.vectors if o.vectors else None,
+            "observed_docs": o.docs,
+        }
+        return CodebookHealth(
+            perplexity=perplexity(o.counts),
+            dead_codes=int((state.usage < self.dead_threshold).sum()),
+            resets=None,
+            extra=extra,
+        )

@@ -1,0 +1,234 @@
+"""Assembling and running the learner worker: consumer, strategy chain, store, codebook, health."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from arroyo.backends.kafka import KafkaConsumer
+from arroyo.backends.kafka.configuration import build_kafka_consumer_configuration
+from arroyo.commit import IMMEDIATE
+from arroyo.processing import StreamProcessor
+from arroyo.processing.strategies import ProcessingStrategy, ProcessingStrategyFactory, Reduce
+from arroyo.types import BaseValue, Commit, Partition, Topic
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from infra.kafka import confluent_config, ensure_topics
+from infra.logging import get_logger
+from learner.worker.batch import DeadLetter, PreparedBatch, RawMessage, prepare
+from learner.worker.encoder import TextEncoder
+from learner.worker.metrics import HealthServer, WorkerMetrics
+from learner.worker.online_codebook import OnlineCodebook
+from learner.worker.settings import WorkerSettings
+from learner.worker.shutdown import ShutdownRequest
+from learner.worker.step import StoreStep
+from memory_store.store import MemoryStore
+
+log = get_logger(__name__)
+
+
+class Worker:
+    """The BatchSink of :class:`StoreStep`: everything a batch touches, in one object."""
+
+    def __init__(
+        self, settings: WorkerSettings, encoder: TextEncoder, store: MemoryStore, metrics: WorkerMetrics
+    ) -> None:
+        self.settings, self.encoder, self.store, self.metrics = settings, encoder, store, metrics
+        self.codebook = OnlineCodebook(
+            store,
+            encoder.device,
+            mode=settings.codebook,
+            decay=settings.ema_decay,
+            dead_threshold=settings.dead_code_threshold,
+            publish_every_docs=settings.publish_every_docs,
+        )
+        self._dlq: Producer | None = None
+        self.started = time.monotonic()
+
+    def start(self) -> None:
+        usage = getattr(getattr(self.encoder, "model", None), "codebook", None)
+        initial_usage = usage.usage.detach().float().cpu() if usage is not None else None
+        version = self.codebook.bootstrap(self.encoder.initial_codebook().cpu(), initial_usage)
+        self.metrics.codebook_version.set(version)
+        log.info(
+            "worker ready",
+            codebook_version=version,
+            device=str(self.encoder.device),
+            mode=self.settings.codebook,
+        )
+
+    # -- BatchSink -------------------------------------------------------------------------------
+
+    def prepare(
+        self, messages: list[RawMessage], committable: Mapping[tuple[str, int], int]
+    ) -> PreparedBatch:
+        with self.metrics.encode_seconds.time():
+            return prepare(messages, committable, self.settings.group_id, self.encoder, self.codebook)
+
+    def dead_letter(self, letters: list[DeadLetter]) -> None:
+        if self._dlq is None:
+            self._dlq = Producer(confluent_config(self.settings.kafka, **{"enable.idempotence": True}))
+        failures: list[str] = []
+
+        def report(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for d in letters:
+            self._dlq.produce(
+                self.settings.topics.dlq,
+                key=d.message.key,
+                value=d.message.value or b"",
+                headers=list[tuple[str, str | bytes | None]](d.headers()),
+                on_delivery=report,
+            )
+        remaining = self._dlq.flush(30)
+        if remaining or failures:
+            raise RuntimeError(f"dead-letter delivery failed: {failures[:1] or [f'{remaining} undelivered']}")
+        for d in letters:
+            self.metrics.dead_letters.labels(d.reason).inc()
+            log.warning("dead-lettered", reason=d.reason, detail=d.detail[:200], offset=d.message.offset)
+
+    def write(self, batch: PreparedBatch) -> None:
+        result = self.store.write_batch(batch.records, batch.offsets)
+        self.metrics.store_up.set(1)
+        self.metrics.documents.inc(result.inserted_count)
+        self.metrics.duplicates.inc(len(result.duplicates))
+        self.metrics.stored(result.inserted_count)
+        log.info(
+            "batch stored",
+            batch_id=batch.batch_id,
+            inserted=result.inserted_count,
+            duplicates=len(result.duplicates),
+            dead_letters=len(batch.dead_letters),
+            codebook_version=batch.records[0].codebook_version if batch.records else None,
+            encode_ms=round(batch.encode_s * 1000, 1),
+        )
+
+    def after_store(self, batch: PreparedBatch) -> None:
+        self.metrics.batches.inc()
+        if batch.z is not None and batch.codes is not None and batch.sq_error is not None:
+            self.codebook.observe(batch.z, batch.codes, batch.sq_error)
+            self.metrics.quant_error.set(float(batch.sq_error.mean()))
+        if self.codebook.due():
+            obs = self.codebook.obs
+            new = self.codebook.publish()
+            if obs is not None:
+                from learner.worker.online_codebook import perplexity
+
+                self.metrics.codebook_perplexity.set(perplexity(obs.counts))
+            if new is not None:
+                info = self.store.codebook_info(new)
+                self.metrics.codebook_resets.inc(info.health.resets or 0)
+                self.metrics.codebook_dead.set(info.health.dead_codes or 0)
+        self.metrics.codebook_version.set(self.codebook.version)
+        if torch.cuda.is_available():
+            self.metrics.gpu_memory.set(torch.cuda.memory_allocated())
+
+    def close(self) -> None:
+        if self._dlq is not None:
+            self._dlq.flush(10)
+
+
+class _Factory(ProcessingStrategyFactory[Any]):
+    def __init__(self, worker: Worker, consumer: KafkaConsumer) -> None:
+        self.worker, self.consumer = worker, consumer
+
+    def create_with_partitions(
+        self, commit: Commit, partitions: Mapping[Partition, int]
+    ) -> ProcessingStrategy[Any]:
+        s = self.worker.settings
+        log.info("partitions assigned", partitions=sorted(p.index for p in partitions))
+        self._resume_from_store(partitions)
+
+        def accumulate(acc: list[BaseValue[Any]], value: BaseValue[Any]) -> list[BaseValue[Any]]:
+            acc.append(value)
+            return acc
+
+        return Reduce(
+            s.batch_max_size,
+            s.batch_max_wait_s,
+            accumulate,
+            list,
+            StoreStep(self.worker, commit, s.store_retry_max_s),
+        )
+
+    def _resume_from_store(self, partitions: Mapping[Partition, int]) -> None:
+        """Seek past what the store already holds: the store's offsets, written with the documents,
+        are the source of truth; Kafka's may lag by the batches committed there just before a crash.
+        Skipping this is safe (writes are idempotent by id), only slower."""
+        s = self.worker.settings
+        try:
+            stored = self.worker.store.stored_offsets(s.group_id, s.topics.clean)
+            ahead = {p: stored[p.index] for p, o in partitions.items() if stored.get(p.index, -1) > o}
+            if ahead:
+                self.consumer.seek(ahead)
+                log.info("resuming from the store's offsets", offsets={p.index: o for p, o in ahead.items()})
+        except Exception as e:  # store down or seek refused: re-reading is harmless
+            log.warning("could not resume from the store's offsets; re-reading instead", error=str(e)[:200])
+
+
+def _lag_updater(
+    settings: WorkerSettings, store: MemoryStore, metrics: WorkerMetrics, stop: threading.Event
+) -> None:
+    """Every 10 s: log-end offsets minus the offsets the store holds, per partition."""
+    consumer = Consumer(confluent_config(settings.kafka, **{"group.id": settings.group_id + "-lag"}))
+    topic = settings.topics.clean
+    try:
+        while not stop.wait(10.0):
+            try:
+                md = consumer.list_topics(topic, timeout=5)
+                stored = store.stored_offsets(settings.group_id, topic)
+                for p in md.topics[topic].partitions:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                    metrics.consumer_lag.labels(str(p)).set(max(0, high - stored.get(p, 0)))
+                metrics.bank_bytes.set(store.stats().code_bytes)
+            except Exception as e:  # lag is informative; never let it stop the worker
+                log.debug("lag update failed", error=str(e))
+    finally:
+        consumer.close()
+
+
+def run_worker(
+    settings: WorkerSettings,
+    encoder: TextEncoder,
+    store: MemoryStore,
+    shutdown: ShutdownRequest | None = None,
+) -> int:
+    """Consume until SIGINT/SIGTERM; returns the exit code (0 after a clean shutdown)."""
+    shutdown = shutdown or ShutdownRequest.install()
+    if shutdown.event.is_set():
+        return 0
+    metrics = WorkerMetrics()
+    worker = Worker(settings, encoder, store, metrics)
+    worker.start()
+    ensure_topics(settings.kafka, settings.topics, [settings.topics.clean, settings.topics.dlq])
+    health = HealthServer(metrics, settings.metrics_port) if settings.metrics_port is not None else None
+    if health is not None:
+        log.info("health and metrics", url=f"http://0.0.0.0:{health.port}/healthz")
+    conf = build_kafka_consumer_configuration(
+        confluent_config(settings.kafka),
+        group_id=settings.group_id,
+        auto_offset_reset="earliest",
+        strict_offset_reset=False,
+    )
+    consumer = KafkaConsumer(conf)
+    processor: StreamProcessor[Any] = StreamProcessor(
+        consumer, Topic(settings.topics.clean), _Factory(worker, consumer), IMMEDIATE
+    )
+    shutdown.on_request(processor.signal_shutdown)
+    lag = threading.Thread(target=_lag_updater, args=(settings, store, metrics, shutdown.event), daemon=True)
+    lag.start()
+    try:
+        processor.run()
+    finally:
+        shutdown.event.set()
+        worker.close()
+        if health is not None:
+            health.close()
+        shutdown.restore()
+    log.info("worker stopped cleanly")
+    return 0

@@ -1,0 +1,126 @@
+"""Byte formats shared by the learner and the memory store. Both import this module; nothing
+else defines how codes or codebooks look on disk or on the wire.
+
+Packed codes, format 1 (``CODE_FORMAT_VERSION``)
+------------------------------------------------
+A document's memory is K code indices into a codebook of C vectors. Each index is written as an
+unsigned integer of ``b = max(1, ceil(log2(C)))`` bits. The K integers are concatenated into one
+bit stream, index 0 first, each integer least-significant bit first, and the stream is cut into
+bytes least-significant bit first (numpy ``packbits(bitorder="little")``), the last byte padded
+with zero bits. Size: ``ceil(K * b / 8)`` bytes — 14 bytes for K = 12, C = 512 (the reference code
+stores 96). There is no header inside the blob: K, C and the format version live in the row that
+holds it (the codebook version fixes C; the document row stores K and the format version).
+
+Codebook vectors, format 1 (``CODEBOOK_FORMAT_VERSION``)
+-------------------------------------------------------
+``b"MBCB"`` magic, then little-endian ``uint16 format``, ``uint32 C``, ``uint32 D``,
+``uint8 dtype`` (1 = float32, 2 = float16), 3 zero bytes, then C × D values row-major,
+little-endian. 20-byte header.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+import numpy.typing as npt
+
+CODE_FORMAT_VERSION = 1
+CODEBOOK_FORMAT_VERSION = 1
+MAX_CODES = 1 << 16  # C up to 65,536 -> at most 16 bits per code
+
+_CODEBOOK_MAGIC = b"MBCB"
+_CODEBOOK_HEADER = struct.Struct("<4sHIIB3x")
+_DTYPES: dict[int, np.dtype[np.floating]] = {1: np.dtype("<f4"), 2: np.dtype("<f2")}
+
+
+class CodecError(ValueError):
+    """Bytes or arrays that do not fit the documented format."""
+
+
+def bits_per_code(num_codes: int) -> int:
+    """Bits needed for one index into a codebook of ``num_codes`` vectors."""
+    if not 2 <= num_codes <= MAX_CODES:
+        raise CodecError(f"codebook size must be in [2, {MAX_CODES}], got {num_codes}")
+    return max(1, math.ceil(math.log2(num_codes)))
+
+
+def packed_size(k: int, num_codes: int) -> int:
+    """Bytes of one document's packed codes."""
+    return (k * bits_per_code(num_codes) + 7) // 8
+
+
+def pack_codes_batch(codes: npt.ArrayLike, num_codes: int) -> list[bytes]:
+    """Pack an (N, K) array of indices into N blobs of :func:`packed_size` bytes each."""
+    arr = np.asarray(codes)
+    if arr.ndim != 2:
+        raise CodecError(f"expected an (N, K) array of code indices, got shape {arr.shape}")
+    if arr.size and (arr.min() < 0 or arr.max() >= num_codes):
+        raise CodecError(f"code index out of range [0, {num_codes})")
+    b = bits_per_code(num_codes)
+    n, k = arr.shape
+    shifts = np.arange(b, dtype=np.uint32)
+    bits = ((arr.astype(np.uint32)[..., None] >> shifts) & 1).astype(np.uint8)  # (N, K, b)
+    packed = np.packbits(bits.reshape(n, k * b), axis=1, bitorder="little")  # (N, ceil(K*b/8))
+    return [row.tobytes() for row in packed]
+
+
+def pack_codes(codes: npt.ArrayLike, num_codes: int) -> bytes:
+    """Pack one document's K indices."""
+    return pack_codes_batch(np.asarray(codes).reshape(1, -1), num_codes)[0]
+
+
+def unpack_codes_batch(blobs: list[bytes], k: int, num_codes: int) -> npt.NDArray[np.int64]:
+    """Inverse of :func:`pack_codes_batch`: N blobs -> (N, K) int64 indices."""
+    b = bits_per_code(num_codes)
+    size = packed_size(k, num_codes)
+    for i, blob in enumerate(blobs):
+        if len(blob) != size:
+            raise CodecError(f"blob {i} has {len(blob)} bytes, expected {size} for K={k}, C={num_codes}")
+    if not blobs:
+        return np.zeros((0, k), dtype=np.int64)
+    raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), size)
+    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : k * b].reshape(len(blobs), k, b)
+    weights = 1 << np.arange(b, dtype=np.int64)  # (b,)
+    codes = (bits.astype(np.int64) * weights).sum(axis=2)  # (N, K)
+    if codes.size and codes.max() >= num_codes:
+        raise CodecError(f"decoded code index {codes.max()} >= codebook size {num_codes}")
+    return codes
+
+
+def unpack_codes(blob: bytes, k: int, num_codes: int) -> npt.NDArray[np.int64]:
+    """Unpack one document's blob into K indices."""
+    return unpack_codes_batch([blob], k, num_codes)[0]
+
+
+def encode_codebook(vectors: npt.ArrayLike, dtype: str = "float32") -> bytes:
+    """Serialise a (C, D) codebook in codebook format 1."""
+    arr = np.asarray(vectors)
+    if arr.ndim != 2:
+        raise CodecError(f"codebook must be (C, D), got shape {arr.shape}")
+    code = {"float32": 1, "float16": 2}.get(dtype)
+    if code is None:
+        raise CodecError(f"unsupported codebook dtype {dtype!r}")
+    header = _CODEBOOK_HEADER.pack(_CODEBOOK_MAGIC, CODEBOOK_FORMAT_VERSION, arr.shape[0], arr.shape[1], code)
+    return header + np.ascontiguousarray(arr, dtype=_DTYPES[code]).tobytes()
+
+
+def decode_codebook(data: bytes) -> npt.NDArray[np.float32]:
+    """Parse codebook format 1 into a float32 (C, D) array."""
+    if len(data) < _CODEBOOK_HEADER.size:
+        raise CodecError("codebook blob shorter than its header")
+    magic, version, c, d, code = _CODEBOOK_HEADER.unpack_from(data)
+    if magic != _CODEBOOK_MAGIC:
+        raise CodecError("not a codebook blob (bad magic)")
+    if version != CODEBOOK_FORMAT_VERSION:
+        raise CodecError(
+            f"codebook format {version} is not supported (this build reads {CODEBOOK_FORMAT_VERSION})"
+        )
+    if code not in _DTYPES:
+        raise CodecError(f"unknown codebook dtype code {code}")
+    dtype = _DTYPES[code]
+    body = data[_CODEBOOK_HEADER.size :]
+    if len(body) != c * d * dtype.itemsize:
+        raise CodecError(f"codebook body has {len(body)} bytes, expected {c * d * dtype.itemsize}")
+    return np.frombuffer(body, dtype=dtype).reshape(c, d).astype(np.float32)

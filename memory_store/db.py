@@ -1,0 +1,132 @@
+"""Engines and transactions for both backends.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout, foreign keys on and
+``synchronous=NORMAL``: a crash can lose the last commits, never half of one, and since consumed
+Kafka offsets live in the same transactions as the documents, a consumer resuming from
+:meth:`MemoryStore.stored_offsets` re-reads exactly what was lost. Write transactions start with
+``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing on a lock upgrade.
+
+PostgreSQL runs at READ COMMITTED. Writers that touch the same count rows can deadlock; write
+transactions are retried from the start on deadlock or serialization failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from infra.logging import get_logger
+from memory_store.errors import DatabaseUnreachable, StoreBusy
+
+log = get_logger(__name__)
+T = TypeVar("T")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_RETRY_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
+WRITE_ATTEMPTS = 8
+
+
+def display_url(url: str) -> str:
+    """The URL with its password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "**********"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other backends and in-memory SQLite."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """An engine configured for the store (see module docstring)."""
+    try:
+        u = make_url(url)
+    except sa.exc.ArgumentError as e:
+        raise DatabaseUnreachable(f"not a database URL: {display_url(url)} ({e})") from None
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(u, pool_size=pool_size, max_overflow=pool_size)
+        else:
+            engine = sa.create_engine(u, poolclass=sa.pool.StaticPool)
+        _configure_sqlite(engine, wal=path is not None)
+        return engine
+    if backend == "postgresql":
+        return sa.create_engine(u, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    raise DatabaseUnreachable(f"unsupported database backend {backend!r}; use sqlite or postgresql")
+
+
+def _configure_sqlite(engine: Engine, wal: bool) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cur = dbapi_connection.cursor()
+        if wal:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("store_write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a read transaction (one consistent snapshot on both backends)."""
+    with _connect(engine) as conn, conn.begin():
+        yield conn
+
+
+def run_write(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """Run ``work(conn)`` in one write transaction; retry it whole on deadlock or lock timeout."""
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            with _connect(engine) as conn:
+                conn.execution_options(store_write=True)
+                with conn.begin():
+                    return work(conn)
+        except sa.exc.OperationalError as e:
+            if not _retryable(e) or attempt == WRITE_ATTEMPTS:
+                if _retryable(e):
+                    raise StoreBusy(
+                        f"write gave up after {attempt} attempts: {str(e.orig).splitlines()[0]}"
+                    ) from e
+                raise
+            log.info(
+                "write conflicted with another writer, retrying", attempt=attempt, error=type(e.orig).__name__
+            )
+            time.sleep(min(0.02 * 2**attempt, 1.0))
+    raise AssertionError("unreachable")
+
+
+def _retryable(e: sa.exc.OperationalError) -> bool:
+    if getattr(e.orig, "sqlstate", None) in _RETRY_SQLSTATES:
+        return True
+    return "database is locked" in str(e.orig)
+
+
+@contextmanager
+def _connect(engine: Engine) -> Iterator[Connection]:
+    try:
+        conn = engine.connect()
+    except sa.exc.OperationalError as e:
+        first = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        raise DatabaseUnreachable(f"cannot reach database {engine.url!r}: {first}") from None
+    with conn:
+        yield conn

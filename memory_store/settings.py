@@ -1,0 +1,30 @@
+"""Settings of the memory store and its reader service (``[store]`` table, ``MBC_*`` variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, SecretStr
+
+from infra.settings import DatabaseSettings, ServiceSettings
+
+
+class StoreSettings(ServiceSettings):
+    """Where the memory lives (database, FAISS indexes) and how the reader service listens."""
+
+    section: ClassVar[str] = "store"
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    index_dir: Path | None = Field(
+        None,
+        description="directory of the FAISS indexes; default: next to the SQLite file, or mbc-data/faiss",
+    )
+    api_token: SecretStr | None = Field(
+        None, description="bearer token the reader service requires on every endpoint but /health"
+    )
+    api_host: str = Field("127.0.0.1", description="address the reader service binds to")
+    api_port: int = Field(8600, ge=1, le=65535, description="port the reader service listens on")
+    auto_migrate: bool = Field(
+        False, description="upgrade the schema on open instead of failing with 'migration needed'"
+    )

@@ -1,0 +1,314 @@
+"""``MemoryStore``: the one interface the learner, ``mbc ask`` and the reader service use.
+
+    store = MemoryStore("postgresql+psycopg://…/mbc")       # or "sqlite:///mbc-data/memory.db"
+    v = store.add_codebook_version(vectors)                   # (C, D) float array -> version
+    store.write_batch(docs, offsets)                          # one transaction, idempotent by id
+    store.stored_offsets("learner", "docs.clean")             # {partition: next offset} to resume
+    store.counts(since=…, until=…, source="reuters")          # exact [(version, code, count)]
+
+Both backends run the same code; the differences live in :mod:`memory_store.db`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+
+from memory_store import codebooks, writes
+from memory_store import counts as counts_
+from memory_store.codec import unpack_codes
+from memory_store.db import make_engine, read_transaction, run_write
+from memory_store.errors import DatabaseUnreachable, InvalidRecord, UnknownCodebookVersion
+from memory_store.index import CodebookIndex, IndexCache, default_index_dir
+from memory_store.migrate import current_revision, ensure_current, upgrade
+from memory_store.models import codebook_versions, consumed_offsets, documents, sources
+from memory_store.records import (
+    Codebook,
+    CodebookHealth,
+    CodebookInfo,
+    CodeCount,
+    ConsumedOffset,
+    DocumentRecord,
+    SourcePosition,
+    StoredDocument,
+    StoreStats,
+    WriteResult,
+)
+from memory_store.timeutil import epoch_day, utc
+
+
+class MemoryStore:
+    """The compressed memory in a database (SQLite or PostgreSQL), plus FAISS indexes of codebooks."""
+
+    def __init__(
+        self, url: str, *, auto_migrate: bool = False, index_dir: Path | None = None, pool_size: int = 5
+    ) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size)
+        try:
+            if auto_migrate:
+                upgrade(self.engine)
+            ensure_current(self.engine)
+        except sa.exc.OperationalError as e:
+            self.engine.dispose()
+            first = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+            raise DatabaseUnreachable(f"cannot reach database {self.engine.url!r}: {first}") from None
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self._source_ids: dict[str, int] = {}
+        self._num_codes: dict[int, int] = {}
+        self.indexes = IndexCache(index_dir or default_index_dir(url), self.codebook_info, self.get_codebook)
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        """Release every database connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def write_batch(
+        self, docs: Sequence[DocumentRecord], offsets: Sequence[ConsumedOffset] = ()
+    ) -> WriteResult:
+        """Store ``docs`` and ``offsets`` in one transaction. Ids already stored are left unchanged
+        (their counts too); so are repeats inside the batch (first occurrence wins)."""
+        batch = writes.prepare(docs, self._sizes({d.codebook_version for d in docs}))
+
+        def work(conn: sa.Connection) -> tuple[WriteResult, dict[str, int]]:
+            sids = writes.source_ids(conn, {d.source for d in batch.records}, self._source_ids)
+            inserted = writes.insert_documents(conn, batch, sids)
+            new = [(d, c) for d, c in zip(batch.records, batch.indices, strict=True) if d.id in inserted]
+            daily, total = writes.count_deltas(
+                [d.codebook_version for d, _ in new],
+                [sids[d.source] for d, _ in new],
+                [epoch_day(d.published_at) for d, _ in new],
+                [c for _, c in new],
+            )
+            writes.add_counts(conn, daily, total)
+            stored = writes.store_offsets(conn, offsets)
+            dups = tuple(d.id for d in batch.records if d.id not in inserted) + batch.repeated
+            return WriteResult(tuple(d.id for d, _ in new), dups, stored), sids
+
+        result, sids = run_write(self.engine, work)
+        self._source_ids.update(sids)  # only ids that are committed
+        return result
+
+    def delete_document(self, doc_id: str) -> bool:
+        """Delete one document and its codes from the counts; False if it was not stored."""
+        return bool(self.delete_documents([doc_id]))
+
+    def delete_documents(self, ids: Sequence[str]) -> list[str]:
+        """Delete documents (one transaction); return the ids that were stored and are now gone."""
+        sizes = self._sizes(None)
+        return run_write(self.engine, lambda conn: writes.delete_documents(conn, ids, sizes))
+
+    # -- offsets ---------------------------------------------------------------------------------
+
+    def stored_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """partition -> next offset to consume, as committed with the documents."""
+        t = consumed_offsets.c
+        q = sa.select(t.partition, t.next_offset).where(t.consumer_group == group, t.topic == topic)
+        with read_transaction(self.engine) as conn:
+            return {int(p): int(o) for p, o in conn.execute(q)}
+
+    # -- counts ----------------------------------------------------------------------------------
+
+    def counts(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+        version: int | None = None,
+    ) -> list[CodeCount]:
+        """Exact stored codes per (version, code) over documents with ``since <= published_at <
+        until`` (bounds optional, naive = UTC), of ``source`` and ``version`` if given."""
+        if since is not None and until is not None and utc(since) > utc(until):
+            raise InvalidRecord("since must not be after until")
+        with read_transaction(self.engine) as conn:
+            source_id = None
+            if source is not None:
+                source_id = conn.execute(sa.select(sources.c.id).where(sources.c.name == source)).scalar()
+                if source_id is None:
+                    return []
+            s = counts_.Slice(since, until, source_id, version)
+            return counts_.slice_counts(conn, s, self._sizes(None, conn))
+
+    def slice_codes(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+        version: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Every stored code in the slice of :meth:`counts`: (N, K) indices and (N,) versions.
+
+        O(documents): what a naive (uncollapsed) aggregation needs, and a way to check counts."""
+        with read_transaction(self.engine) as conn:
+            source_id = None
+            if source is not None:
+                source_id = conn.execute(sa.select(sources.c.id).where(sources.c.name == source)).scalar()
+                if source_id is None:
+                    return np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
+            s = counts_.Slice(since, until, source_id, version)
+            return counts_.slice_codes(conn, s, self._sizes(None, conn))
+
+    def count_vectors(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+        version: int | None = None,
+    ) -> dict[int, npt.NDArray[np.int64]]:
+        """:meth:`counts` as one (C,) vector per codebook version: what aggregation consumes."""
+        rows = self.counts(since=since, until=until, source=source, version=version)
+        sizes = self._sizes({r.codebook_version for r in rows})
+        out: dict[int, npt.NDArray[np.int64]] = {}
+        for r in rows:
+            out.setdefault(r.codebook_version, np.zeros(sizes[r.codebook_version], dtype=np.int64))[
+                r.code
+            ] = r.n
+        return out
+
+    # -- codebooks -------------------------------------------------------------------------------
+
+    def add_codebook_version(
+        self,
+        vectors: npt.ArrayLike,
+        parent: int | None = None,
+        health: CodebookHealth | None = None,
+        dtype: str = "float32",
+        expect_latest: bool = False,
+    ) -> int:
+        """Store a (C, D) codebook as a new, immutable version; return its number.
+
+        ``expect_latest=True`` makes it a compare-and-set for concurrent publishers: it raises
+        :class:`CodebookConflict` unless ``parent`` is the newest version (None: the store has none).
+        """
+        return run_write(
+            self.engine, lambda c: codebooks.insert_version(c, vectors, parent, health, dtype, expect_latest)
+        )
+
+    def latest_codebook_version(self) -> int | None:
+        """The newest codebook version (the head of the linear history), or None."""
+        with read_transaction(self.engine) as conn:
+            return codebooks.latest_version(conn)
+
+    def get_codebook(self, version: int) -> Codebook:
+        """A version with its vectors."""
+        with read_transaction(self.engine) as conn:
+            return codebooks.load(conn, version)
+
+    def codebook_blob(self, version: int) -> bytes:
+        """A version's vectors exactly as stored (codec codebook format 1)."""
+        with read_transaction(self.engine) as conn:
+            return codebooks.raw_vectors(conn, version)
+
+    def codebook_info(self, version: int) -> CodebookInfo:
+        """A version without its vectors."""
+        with read_transaction(self.engine) as conn:
+            return codebooks.info(conn, version)
+
+    def codebook_versions(self) -> list[CodebookInfo]:
+        """Every version, oldest first."""
+        with read_transaction(self.engine) as conn:
+            return codebooks.list_versions(conn)
+
+    def update_codebook_health(self, version: int, health: CodebookHealth) -> None:
+        """Replace a version's health stats (perplexity, resets, dead codes, extra)."""
+        run_write(self.engine, lambda conn: codebooks.update_health(conn, version, health))
+
+    def code_index(self, version: int) -> CodebookIndex:
+        """The FAISS index of a version (loaded, verified, or rebuilt from the database)."""
+        return self.indexes.get(version)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def document(self, doc_id: str) -> StoredDocument | None:
+        """A stored document with its codes, or None."""
+        d = documents.c
+        q = (
+            sa.select(documents, sources.c.name.label("source"), codebook_versions.c.num_codes)
+            .join(sources, sources.c.id == d.source_id)
+            .join(codebook_versions, codebook_versions.c.version == d.codebook_version)
+            .where(d.id == doc_id)
+        )
+        with read_transaction(self.engine) as conn:
+            r = conn.execute(q).first()
+        if r is None:
+            return None
+        position = None
+        if r.source_topic is not None:
+            position = SourcePosition(r.source_topic, r.source_partition, r.source_offset)
+        return StoredDocument(
+            id=r.id,
+            source=r.source,
+            url=r.url,
+            title=r.title,
+            published_at=r.published_at,
+            ingested_at=r.ingested_at,
+            content_sha256=r.content_sha256,
+            k=r.k,
+            codebook_version=r.codebook_version,
+            code_format=r.code_format,
+            codes=bytes(r.codes),
+            indices=tuple(int(i) for i in unpack_codes(bytes(r.codes), r.k, r.num_codes)),
+            position=position,
+        )
+
+    def stats(self) -> StoreStats:
+        """Size of the memory now (one consistent snapshot)."""
+        d, c = documents.c, codebook_versions.c
+        sizes = sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(sa.func.length(d.codes)), 0),
+            sa.func.coalesce(sa.func.sum(sa.cast(d.k, sa.BigInteger) * c.dim * 4), 0),
+            sa.func.min(d.ingested_at),
+            sa.func.max(d.ingested_at),
+        ).join_from(documents, codebook_versions, c.version == d.codebook_version)
+        with read_transaction(self.engine) as conn:
+            n, code_bytes, float_bytes, first, last = conn.execute(sizes).one()
+            n_sources = conn.execute(sa.select(sa.func.count()).select_from(sources)).scalar_one()
+            n_versions = conn.execute(sa.select(sa.func.count()).select_from(codebook_versions)).scalar_one()
+        return StoreStats(
+            backend=self.backend,
+            schema_revision=current_revision(self.engine),
+            documents=int(n),
+            sources=int(n_sources),
+            codebook_versions=int(n_versions),
+            code_bytes=int(code_bytes),
+            float_equivalent_bytes=int(float_bytes),
+            first_ingested_at=first,
+            last_ingested_at=last,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _sizes(self, versions: set[int] | None, conn: sa.Connection | None = None) -> dict[int, int]:
+        """version -> C for ``versions`` (None: all), from the cache (versions never change)."""
+        if versions is None or not versions <= self._num_codes.keys():
+            if conn is not None:
+                self._num_codes.update(codebooks.sizes(conn))
+            else:
+                with read_transaction(self.engine) as c:
+                    self._num_codes.update(codebooks.sizes(c))
+        if versions is not None and (missing := versions - self._num_codes.keys()):
+            raise UnknownCodebookVersion(f"codebook version(s) {sorted(missing)} do not exist")
+        return self._num_codes

@@ -1,0 +1,209 @@
+"""`mbc produce feeds`: poll many feeds concurrently and publish their new items.
+
+Each feed has its own asyncio task, so a slow or broken feed never holds up the others. One poll
+of a feed is::
+
+    conditional GET (ETag / Last-Modified)  --304-->  nothing to do
+        | 200
+    parse (feedparser)  -- error: retried with exponential backoff, then again next poll
+        |
+    drop ids already published (SQLite seen-set)
+        |
+    produce the rest; wait for every delivery report
+        |
+    record delivered ids as published; store the validators only if all were delivered
+
+Recording happens only after Kafka confirmed delivery, so a crash can re-publish (the stage drops
+it as a duplicate) but never lose an item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from confluent_kafka import KafkaError
+
+from infra.logging import get_logger
+from pipeline.errors import FeedUrlError
+from pipeline.events import Document
+from pipeline.feeds.fetch import FeedError, fetch
+from pipeline.feeds.parse import parse_feed
+from pipeline.feeds.state import FeedState
+from pipeline.producer import DocumentProducer
+from pipeline.settings import ProducerSettings
+
+log = get_logger(__name__)
+
+
+def check_url(url: str) -> str:
+    """``url`` stripped, or :class:`FeedUrlError` if it is not an http(s) URL with a host."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise FeedUrlError(f"not an http(s) feed URL: {url!r}")
+    return url
+
+
+def read_feeds_file(text: str) -> list[str]:
+    """URLs of a feeds file: one per line; blank lines and ``#`` comments ignored."""
+    urls = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    return [check_url(u) for u in urls if u]
+
+
+@dataclass
+class PollSummary:
+    """What a run of the poller did, over all feeds."""
+
+    polls: int = 0
+    not_modified: int = 0
+    items: int = 0
+    published: int = 0
+    lost: int = 0
+    failed_feeds: set[str] = field(default_factory=set)
+
+
+class FeedPoller:
+    """Polls ``urls`` until stopped (or once each) and publishes new items through ``producer``."""
+
+    def __init__(
+        self, settings: ProducerSettings, urls: list[str], producer: DocumentProducer, state: FeedState
+    ) -> None:
+        self.settings = settings
+        self.urls = list(dict.fromkeys(check_url(u) for u in urls))
+        self.producer = producer
+        self.state = state
+        self.summary = PollSummary()
+        self._stop = asyncio.Event()
+        self._publishing: set[asyncio.Task[None]] = set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, once: bool = False, install_signals: bool = True) -> PollSummary:
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        reports = asyncio.create_task(self._serve_delivery_reports())
+        timeout = httpx.Timeout(self.settings.http_timeout_s)
+        headers = {
+            "User-Agent": self.settings.user_agent,
+            "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5",
+        }
+        try:
+            async with httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=True) as client:
+                feeds = [asyncio.create_task(self._feed_loop(client, url, once)) for url in self.urls]
+                stopper = asyncio.create_task(self._stop.wait())
+                everything: asyncio.Future[Any] = asyncio.gather(*feeds)
+                await asyncio.wait([stopper, everything], return_when=asyncio.FIRST_COMPLETED)
+                for task in [*feeds, stopper]:
+                    task.cancel()
+                await asyncio.gather(*feeds, stopper, return_exceptions=True)
+                # Publishing is shielded from cancellation: let in-flight polls record what Kafka confirmed.
+                await asyncio.gather(*self._publishing, return_exceptions=True)
+        finally:
+            reports.cancel()
+            if install_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+        return self.summary
+
+    def _on_signal(self, sig: int) -> None:
+        log.info("stopping on signal; flushing what was sent", signal=signal.Signals(sig).name)
+        self._stop.set()
+
+    async def _serve_delivery_reports(self) -> None:
+        while True:
+            self.producer.poll(0)
+            await asyncio.sleep(0.02)
+
+    async def _feed_loop(self, client: httpx.AsyncClient, url: str, once: bool) -> None:
+        failures = 0
+        while True:
+            ok = await self._poll_with_retries(client, url)
+            failures = 0 if ok else failures + 1
+            if once:
+                return
+            delay = self.settings.poll_interval_s
+            if failures:
+                delay = min(delay * 2 ** (failures - 1), max(self.settings.max_backoff_s, delay))
+                log.error(
+                    "feed failing; will poll again", url=url, failures=failures, next_poll_s=round(delay, 2)
+                )
+            await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+
+    async def _poll_with_retries(self, client: httpx.AsyncClient, url: str) -> bool:
+        attempts = self.settings.http_retries + 1
+        for attempt in range(1, attempts + 1):
+            problem, retryable = await self._try_poll(client, url)
+            if problem is None:
+                self.summary.failed_feeds.discard(url)
+                return True
+            last = attempt == attempts or not retryable
+            log.warning(
+                "feed poll failed" + ("" if last else "; retrying"),
+                url=url,
+                problem=problem,
+                attempt=attempt,
+                attempts=attempts,
+            )
+            if last:
+                break
+            await asyncio.sleep(self.settings.retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
+        self.summary.failed_feeds.add(url)
+        return False
+
+    async def _try_poll(self, client: httpx.AsyncClient, url: str) -> tuple[str | None, bool]:
+        """(None, _) on success, else (what went wrong, whether retrying soon may help)."""
+        try:
+            await self.poll_once(client, url)
+        except FeedError as e:
+            return e.problem, e.retryable
+        except Exception as e:  # a bug or library failure on this feed must not stop the others
+            log.exception("feed poll crashed", url=url)
+            return f"{type(e).__name__}: {e}", True
+        return None, True
+
+    async def poll_once(self, client: httpx.AsyncClient, url: str) -> None:
+        """Fetch, parse and publish one feed once; :class:`FeedError` if fetching or parsing failed."""
+        etag, last_modified = self.state.validators(url)
+        response = await fetch(
+            client, url, etag=etag, last_modified=last_modified, max_bytes=self.settings.max_feed_bytes
+        )
+        self.summary.polls += 1
+        if response.not_modified:
+            self.summary.not_modified += 1
+            log.debug("feed not modified", url=url)
+            return
+        docs = parse_feed(response.content, url, headers=response.headers)
+        self.summary.items += len(docs)
+        new = self.state.unpublished(docs)
+        publish = asyncio.ensure_future(self._publish(url, new, response.etag, response.last_modified))
+        self._publishing.add(publish)
+        publish.add_done_callback(self._publishing.discard)
+        await asyncio.shield(publish)
+
+    async def _publish(
+        self, url: str, docs: list[Document], etag: str | None, last_modified: str | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[KafkaError | None]] = []
+        for doc in docs:
+            fut: asyncio.Future[KafkaError | None] = loop.create_future()
+            futures.append(fut)
+            self.producer.send(doc, lambda _doc, err, fut=fut: fut.set_result(err))  # type: ignore[misc]
+        errors = await asyncio.gather(*futures)
+        delivered = [d for d, err in zip(docs, errors, strict=True) if err is None]
+        self.state.mark_published(delivered)
+        lost = len(docs) - len(delivered)
+        self.summary.published += len(delivered)
+        self.summary.lost += lost
+        if lost == 0:
+            self.state.save_validators(url, etag, last_modified)
+        log.info("feed polled", url=url, new=len(docs), published=len(delivered), lost=lost)

@@ -1,0 +1,1 @@
+"""Dataset and archive replays into the raw topic (`mbc produce replay`)."""

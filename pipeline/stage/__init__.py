@@ -1,0 +1,1 @@
+"""The faust stage docs.raw → docs.clean / docs.dlq (`mbc pipeline run`)."""

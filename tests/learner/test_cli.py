@@ -1,0 +1,237 @@
+"""`mbc synth`, `mbc train`, `mbc eval` end to end on a small checkpoint, the per-preset parameter
+breakdown, and one-line errors for user mistakes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from infra.cli import app
+from learner.config import PRESETS
+from memory_store.codec import encode_codebook
+
+runner = CliRunner()
+
+SUMMARY_FIELDS = {
+    "em",
+    "f1",
+    "num_docs",
+    "num_questions",
+    "bank_bytes",
+    "codebook_bytes",
+    "bytes_per_doc",
+    "full_memory_bytes_per_doc",
+    "adaptation_ms_per_doc",
+    "inference_ms_per_query",
+    "peak_gpu_memory_bytes",
+    "memory",
+    "aggregation",
+    "preset",
+    "device",
+}
+
+# Real parameter counts of the pretrained base LMs (tied embeddings counted once).
+FROZEN = {
+    "distilgpt2": 81_912_576,
+    "gpt2-large": 774_030_080,
+    "gpt2-xl": 1_557_611_200,
+    "llama2-7b": 6_738_415_616,
+}
+
+
+def _numbers(output: str) -> dict[str, int]:
+    return {
+        m[0].strip(): int(m[1].replace(",", ""))
+        for m in re.findall(r"^\s+([A-Za-z+\- ]+?)\s+([\d,]+)$", output, re.M)
+    }
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_dry_run_prints_the_trainable_parameter_breakdown(preset: str) -> None:
+    result = runner.invoke(app, ["train", "--preset", preset, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    n = _numbers(result.output)
+    cfg = PRESETS[preset].model
+    d, r, last = cfg.lm.hidden, cfg.lora_r, cfg.lora_last_n
+    lora = last * 3 * r * d if cfg.lm.arch == "gpt2" else last * 4 * r * d  # fused [K|V] vs k_proj + v_proj
+    assert n["KV-LoRA"] == lora
+    assert n["codebook"] == cfg.codebook_size * d
+    assert n["trainable total"] == n["amortization + aggregation"] + lora + cfg.codebook_size * d
+    if preset in FROZEN:
+        assert n["frozen base LM"] == FROZEN[preset]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "data"
+    r = runner.invoke(
+        app,
+        [
+            "synth",
+            str(data),
+            "--pretrain-docs",
+            "32",
+            "--train-docs",
+            "96",
+            "--val-docs",
+            "32",
+            "--test-docs",
+            "32",
+            "--relations",
+            "1",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    run = root / "run"
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--preset",
+            "tiny",
+            "--train",
+            str(data / "train.csv"),
+            "--val",
+            str(data / "val.csv"),
+            "--run-dir",
+            str(run),
+            "--epochs",
+            "1",
+            "--retrieval-warmup",
+            "20",
+            "--no-progress",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "trainable parameters" in r.output and "KV-LoRA" in r.output
+    return data, run
+
+
+def _eval(data: Path, run: Path, out: Path, *extra: str) -> dict[str, object]:
+    r = runner.invoke(
+        app,
+        [
+            "eval",
+            "--checkpoint",
+            str(run / "checkpoints" / "last"),
+            "--data",
+            str(data / "test.csv"),
+            "--num-docs",
+            "32",
+            "--out",
+            str(out),
+            *extra,
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output[r.output.index("{") :])  # type: ignore[no-any-return]
+
+
+def _predictions(path: str) -> list[str]:
+    with open(path, newline="") as f:
+        return [row["prediction"] for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_eval_counts_and_naive_give_identical_predictions(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data, run = trained
+    counts = _eval(data, run, tmp_path, "--aggregation", "counts")
+    naive = _eval(data, run, tmp_path, "--aggregation", "naive")
+    assert counts.keys() >= SUMMARY_FIELDS
+    assert _predictions(str(counts["questions_csv"])) == _predictions(str(naive["questions_csv"]))
+    assert counts["em"] == naive["em"] and counts["f1"] == naive["f1"]
+    assert counts["num_docs"] == 32 and counts["num_questions"] == 32
+    assert counts["bank_bytes"] == 32 * 3  # K = 2 codes x 9 bits = 18 bits -> 3 bytes per document
+    assert counts["bytes_per_doc"] == 3.0
+    header = len(encode_codebook(np.zeros((0, 1), dtype=np.float32)))
+    assert counts["codebook_bytes"] == header + 512 * 64 * 4  # codebook format 1, float32
+    assert counts["full_memory_bytes_per_doc"] == 2 * 64 * 4  # K x D float32
+    assert counts["peak_gpu_memory_bytes"] is None and counts["device"] == "cpu"
+    assert counts["adaptation_ms_per_doc"] > 0 and counts["inference_ms_per_query"] > 0
+    assert (
+        counts["memory"] == "compressed" and counts["aggregation"] == "counts" and counts["preset"] == "tiny"
+    )
+    with open(str(counts["questions_csv"]), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0].keys() == {"qa_id", "doc_id", "question", "answers", "prediction", "em", "f1"}
+
+
+@pytest.mark.slow
+def test_eval_memory_modes_and_paper_decoding(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data, run = trained
+    full = _eval(data, run, tmp_path, "--memory", "full")
+    assert full["bank_bytes"] == 32 * 2 * 64 * 4 and full["codebook_bytes"] == 0
+    none = _eval(data, run, tmp_path, "--memory", "none")
+    assert none["bank_bytes"] == 0 and none["memory"] == "none"
+    beams = _eval(data, run, tmp_path, "--decoding", "paper")
+    assert beams["decoding"] == "beam12x4"
+
+
+def test_user_mistakes_are_one_line_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,question,answers\ndoc,q\n")
+    ckpt = tmp_path / "nothing"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from infra.cli import main; main()",
+            "eval",
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "no checkpoint at" in proc.stderr
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from infra.cli import main; main()",
+            "train",
+            "--preset",
+            "nope",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "unknown preset 'nope'" in proc.stderr
+
+
+def test_malformed_training_file_is_one_line_naming_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,question,answers\ndoc,q,a\ndoc two,q2\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from infra.cli import main; main()",
+            "train",
+            "--train",
+            str(bad),
+            "--val",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {bad}:3: expected 3 fields, found 2"

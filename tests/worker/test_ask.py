@@ -1,0 +1,160 @@
+"""`mbc ask` and POST /ask: the memory slice comes from the store's counts, equals the naive path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from learner.ask.answerer import Answerer
+from learner.ask.service import build_app
+from learner.worker.encoder import CheckpointEncoder
+from learner.worker.online_codebook import OnlineCodebook
+from memory_store.codec import pack_codes_batch
+from memory_store.records import DocumentRecord
+from memory_store.store import MemoryStore
+from tests.worker.conftest import REPO, WORDS, tiny_k
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+QUESTIONS = ["what did the central bank hold", "which prices fell", "who reported earnings above forecasts"]
+
+
+@pytest.fixture(scope="module")
+def filled_store(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store with 120 documents from two sources over five days, two codebook versions."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('ask') / 'memory.db'}"
+    store = MemoryStore(url, auto_migrate=True)
+    enc = CheckpointEncoder.load(tiny_checkpoint, "cpu")
+    cb = OnlineCodebook(store, torch.device("cpu"), mode="ema", publish_every_docs=60, follow_every_s=0.0)
+    cb.bootstrap(enc.initial_codebook())
+    for start in (0, 60):
+        texts = [
+            " ".join(WORDS[(i * 11 + j * 3) % len(WORDS)] for j in range(25))
+            for i in range(start, start + 60)
+        ]
+        z = enc.encode(texts)
+        codes, err = cb.quantize(z)
+        blobs = pack_codes_batch(codes.numpy(), 512)
+        store.write_batch(
+            [
+                DocumentRecord(
+                    f"doc{start + j}",
+                    "wire-a" if j % 3 else "wire-b",
+                    T0 + timedelta(hours=(start + j)),
+                    "0" * 64,
+                    tiny_k(),
+                    cb.version,
+                    b,
+                )
+                for j, b in enumerate(blobs)
+            ]
+        )
+        cb.observe(z, codes, err)
+        cb.publish()
+    assert len(store.codebook_versions()) == 3
+    store.close()
+    return url
+
+
+SLICES = [{}, {"source": "wire-b"}, {"since": T0 + timedelta(hours=30), "until": T0 + timedelta(hours=95)}]
+
+
+@pytest.mark.parametrize("sl", SLICES, ids=["all", "source", "window"])
+def test_counts_answers_equal_naive_answers(tiny_checkpoint: Path, filled_store: str, sl: dict) -> None:  # type: ignore[type-arg]
+    store = MemoryStore(filled_store)
+    answerer = Answerer(tiny_checkpoint, store, "cpu")
+    codes, _ = store.slice_codes(**sl)
+    for q in QUESTIONS:
+        a = answerer.ask(q, aggregation="counts", **sl)
+        b = answerer.ask(q, aggregation="naive", **sl)
+        assert a.answer == b.answer
+        assert a.documents == b.documents == codes.shape[0] > 0
+        assert b.memory_rows == tiny_k() * codes.shape[0]
+        assert a.memory_rows == len(store.counts(**sl)) <= b.memory_rows
+        assert a.latency_ms > 0
+    # The aggregated prefix itself agrees, not only the decoded text.
+    m_counts, _, _ = answerer.memory(aggregation="counts", **sl)
+    m_naive, _, _ = answerer.memory(aggregation="naive", **sl)
+    from learner.batching import pad
+
+    q_ids, q_mask = pad(answerer.encoder.questions_amort(QUESTIONS), answerer.encoder.tok.amort_pad_id)
+    with torch.no_grad():
+        agg_c = answerer.model.aggregator(q_ids, q_mask, m_counts)
+        agg_n = answerer.model.aggregator(q_ids, q_mask, m_naive)
+    assert torch.allclose(agg_c, agg_n, atol=1e-5)
+    store.close()
+
+
+def test_http_ask(tiny_checkpoint: Path, filled_store: str) -> None:
+    store = MemoryStore(filled_store)
+    client = TestClient(build_app(Answerer(tiny_checkpoint, store, "cpu"), token="s3cret"))
+    assert client.get("/health").status_code == 200
+    assert client.post("/ask", json={"question": "which prices fell"}).status_code == 401
+    bad = client.post("/ask", json={"question": "x"}, headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401
+    auth = {"Authorization": "Bearer s3cret"}
+    r = client.post("/ask", json={"question": "which prices fell", "source": "wire-b"}, headers=auth)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["documents"] == 40 and body["aggregation"] == "counts" and body["latency_ms"] > 0
+    r = client.post(
+        "/ask",
+        json={"question": "q", "since": "2026-03-05T00:00:00Z", "until": "2026-03-01T00:00:00Z"},
+        headers=auth,
+    )
+    assert r.status_code == 400 and "since" in r.json()["detail"]
+    assert client.post("/ask", json={"question": ""}, headers=auth).status_code == 422
+    store.close()
+
+
+def test_mbc_ask_cli(tiny_checkpoint: Path, filled_store: str) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from infra.cli import main; main()",
+            "ask",
+            "which prices fell",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--database-url",
+            filled_store,
+            "--json",
+            "--source",
+            "wire-a",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={"MBC_DEVICE": "cpu", "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    body = json.loads(out.stdout)
+    assert body["documents"] == 80 and body["codebook_versions"] == [1, 2]
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from infra.cli import main; main()",
+            "ask",
+            "q",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--database-url",
+            filled_store,
+            "--since",
+            "yesterday",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr and "Traceback" not in bad.stderr

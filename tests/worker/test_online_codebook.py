@@ -1,0 +1,97 @@
+"""Online codebook maintenance: the EMA step's math, versions never modified, one linear history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from learner.worker.online_codebook import OnlineCodebook, ema_update, perplexity
+from memory_store.store import MemoryStore
+
+
+def test_ema_update_matches_formula() -> None:
+    vectors = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
+    usage = torch.tensor([2.0, 0.0, 1.0])
+    counts = torch.tensor([4.0, 2.0, 0.0])
+    sums = torch.tensor([[4.0, 8.0], [6.0, 2.0], [0.0, 0.0]])
+    new_v, new_u = ema_update(vectors, usage, counts, sums, batches=2, decay=0.5)
+    g = 0.25  # 0.5 ** 2
+    expect_u = usage * g + counts / 2 * (1 - g)
+    assert torch.allclose(new_u, expect_u)
+    # code 0: (g*N*e + (1-g)*s/b) / N' ; code 1 had no usage: becomes the mean of what it got
+    assert torch.allclose(new_v[0], (g * 2.0 * vectors[0] + (1 - g) * sums[0] / 2) / expect_u[0])
+    assert torch.allclose(new_v[1], sums[1] / counts[1])
+    assert torch.equal(new_v[2], vectors[2])  # nothing assigned: unchanged, never collapsed to zero
+    assert torch.equal(vectors, torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]))  # inputs untouched
+
+
+def test_perplexity() -> None:
+    assert perplexity(torch.tensor([5.0, 5.0, 0.0, 0.0])) == pytest.approx(2.0)
+    assert perplexity(torch.zeros(4)) == 0.0
+
+
+def _store(tmp_path: Path) -> MemoryStore:
+    return MemoryStore(f"sqlite:///{tmp_path / 'm.db'}", auto_migrate=True, index_dir=tmp_path / "faiss")
+
+
+def test_ema_versions_move_towards_stream_and_never_change(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    store = _store(tmp_path)
+    initial = torch.randn(16, 4)
+    cb = OnlineCodebook(store, torch.device("cpu"), mode="ema", decay=0.5, publish_every_docs=10)
+    root = cb.bootstrap(initial)
+    root_blob = store.codebook_blob(root)
+    shifted = lambda n: torch.randn(n, 3, 4) * 0.1 + 3.0  # noqa: E731 - the stream drifted away
+    errors = []
+    for _ in range(6):
+        z = shifted(10)
+        codes, err = cb.quantize(z)
+        errors.append(float(err.mean()))
+        cb.observe(z, codes, err)
+        assert cb.due()
+        cb.publish()
+    versions = store.codebook_versions()
+    assert [v.parent_version for v in versions] == [None, *[v.version for v in versions[:-1]]]
+    assert store.codebook_blob(root) == root_blob  # the root's vectors are exactly as first stored
+    assert errors[-1] < errors[0] / 4  # the codebook followed the stream
+    assert versions[1].health.extra["observed_docs"] == 10
+    assert store.codebook_info(root).health.perplexity is not None
+
+
+def test_two_workers_share_one_linear_history(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    store = _store(tmp_path)
+    initial = torch.randn(8, 4)
+    a = OnlineCodebook(store, torch.device("cpu"), mode="ema", publish_every_docs=5, follow_every_s=0.0)
+    b = OnlineCodebook(store, torch.device("cpu"), mode="ema", publish_every_docs=5, follow_every_s=0.0)
+    assert a.bootstrap(initial) == b.bootstrap(initial + 1)  # the second start finds the root
+    for i in range(8):
+        for cb in (a, b) if i % 2 else (b, a):
+            z = torch.randn(5, 2, 4)
+            codes, err = cb.quantize(z)
+            cb.observe(z, codes, err)
+            cb.publish()  # b publishes on top of a's version and vice versa: rebasing, not forking
+    versions = store.codebook_versions()
+    assert len(versions) == 1 + 16
+    assert [v.parent_version for v in versions[1:]] == [v.version for v in versions[:-1]]
+    assert sorted(a.published + b.published) == [v.version for v in versions[1:]]
+    assert a.follow(force=True) == b.follow(force=True) == versions[-1].version
+
+
+def test_frozen_mode_only_records_health(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    cb = OnlineCodebook(store, torch.device("cpu"), mode="frozen", publish_every_docs=4)
+    root = cb.bootstrap(torch.eye(4))
+    z = torch.eye(4)[None].repeat(4, 1, 1)  # (4, 4, 4): every code used once per document
+    codes, err = cb.quantize(z)
+    assert codes.tolist() == [[0, 1, 2, 3]] * 4 and float(err.max()) == 0.0
+    cb.observe(z, codes, err)
+    assert cb.publish() is None
+    assert [v.version for v in store.codebook_versions()] == [root]
+    health = store.codebook_info(root).health
+    assert health.perplexity == pytest.approx(4.0)
+    assert health.extra["mean_quantization_error"] == 0.0
+    assert np.allclose(store.get_codebook(root).vectors, np.eye(4))

@@ -1,0 +1,107 @@
+"""The terminal strategy: durable first, commit last; backpressure while the store is away."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from arroyo.backends.kafka import KafkaPayload
+from arroyo.processing.strategies import MessageRejected
+from arroyo.types import BrokerValue, Message, Partition, Topic, Value
+
+from learner.worker.batch import DeadLetter, PreparedBatch, RawMessage
+from learner.worker.step import StoreStep
+from memory_store.errors import DatabaseUnreachable
+
+TOPIC = Topic("docs.clean")
+
+
+class Sink:
+    """An in-memory worker: a 'store' that can be switched off, and a log of every effect."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.effects: list[tuple[str, Any]] = []
+        self.prepared = 0
+        self.stored_ids: set[str] = set()
+
+    def prepare(
+        self, messages: list[RawMessage], committable: Mapping[tuple[str, int], int]
+    ) -> PreparedBatch:
+        self.prepared += 1
+        dead = [DeadLetter(m, "bad", "x") for m in messages if m.value == b"poison"]
+        ok = [m for m in messages if m.value != b"poison"]
+        return PreparedBatch("b", [m.value for m in ok], dead, [], None, None, None)  # type: ignore[misc]
+
+    def dead_letter(self, letters: list[DeadLetter]) -> None:
+        self.effects.append(("dlq", [d.message.offset for d in letters]))
+
+    def write(self, batch: PreparedBatch) -> None:
+        if not self.up:
+            raise DatabaseUnreachable("store is down")
+        self.stored_ids.update(batch.records)  # type: ignore[arg-type]
+        self.effects.append(("store", sorted(batch.records)))  # type: ignore[type-var]
+
+    def after_store(self, batch: PreparedBatch) -> None:
+        self.effects.append(("observe", len(batch.records)))
+
+
+def batch(offsets: list[int], values: list[bytes]) -> Message[list[BrokerValue[KafkaPayload]]]:
+    part = Partition(TOPIC, 0)
+    items = [
+        BrokerValue(KafkaPayload(None, v, []), part, o, datetime.now(UTC))
+        for o, v in zip(offsets, values, strict=True)
+    ]
+    return Message(Value(items, {part: offsets[-1] + 1}))
+
+
+def test_effects_in_order_and_commit_last() -> None:
+    sink, commits = Sink(), []
+    step = StoreStep(
+        sink,
+        lambda offsets, force=False: (
+            commits.append(dict(offsets)),
+            sink.effects.append(("commit", dict(offsets))),
+        ),
+    )
+    step.submit(batch([0, 1, 2], [b"a", b"poison", b"c"]))
+    kinds = [k for k, _ in sink.effects]
+    assert kinds == ["dlq", "store", "observe", "commit"]
+    assert sink.effects[0][1] == [1] and sink.effects[1][1] == [b"a", b"c"]
+    assert commits == [{Partition(TOPIC, 0): 3}]
+
+
+def test_store_outage_pauses_then_resumes_without_reencoding() -> None:
+    sink, commits = Sink(), []
+    step = StoreStep(sink, lambda offsets, force=False: commits.append(dict(offsets)), retry_max_s=0.05)
+    sink.up = False
+    step.submit(batch([0, 1], [b"a", b"poison"]))
+    assert commits == [] and not step.store_up
+    with pytest.raises(MessageRejected):  # arroyo pauses the partitions on this
+        step.submit(batch([2], [b"c"]))
+    for _ in range(3):
+        time.sleep(0.06)
+        step.poll()
+    assert commits == [] and sink.prepared == 1
+    sink.up = True
+    time.sleep(0.06)
+    step.poll()
+    assert commits == [{Partition(TOPIC, 0): 2}]
+    assert sink.prepared == 1  # the batch was encoded once across all retries
+    assert [k for k, _ in sink.effects].count("dlq") == 1  # dead letters sent once
+    step.submit(batch([2], [b"c"]))
+    assert commits[-1] == {Partition(TOPIC, 0): 3}
+    assert sink.stored_ids == {b"a", b"c"}
+
+
+def test_join_abandons_what_cannot_be_made_durable() -> None:
+    sink, commits = Sink(), []
+    step = StoreStep(sink, lambda offsets, force=False: commits.append(dict(offsets)), retry_max_s=0.01)
+    sink.up = False
+    step.submit(batch([0], [b"a"]))
+    step.join(0.1)
+    assert commits == []  # nothing committed: the batch is consumed again after a restart
+    step.submit(batch([0], [b"a"]))  # accepted again: the abandoned batch no longer blocks
