@@ -21,6 +21,8 @@ import shlex
 import statistics
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,44 @@ def run(cmd: list[str], log: list[str]) -> str:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"command failed ({proc.returncode}): mbc {shlex.join(cmd)}")
     return proc.stdout
+
+
+def start(cmd: list[str], log: list[str], logfile: Path) -> subprocess.Popen[bytes]:
+    """Start an `mbc` command in the background, its output going to ``logfile``."""
+    log.append("mbc " + shlex.join(cmd))
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    out = logfile.open("wb")
+    return subprocess.Popen([*MBC, *cmd], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+
+
+def say(msg: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {msg}", flush=True)
+
+
+def wait_all(procs: dict[str, subprocess.Popen[bytes]], deadline: float) -> dict[str, str]:
+    """Wait for every process; past ``deadline`` (monotonic) stop the rest with SIGTERM.
+
+    Returns how each ended: "finished", "failed (rc)" or "stopped by the time budget".
+    """
+    ended: dict[str, str] = {}
+    while len(ended) < len(procs):
+        for name, p in procs.items():
+            if name in ended or p.poll() is None:
+                continue
+            ended[name] = "finished" if p.returncode == 0 else f"failed ({p.returncode})"
+            say(f"{name}: {ended[name]}")
+        if time.monotonic() > deadline:
+            for name, p in procs.items():
+                if name not in ended:
+                    p.terminate()
+                    try:
+                        p.wait(60)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                    ended[name] = "stopped by the time budget"
+                    say(f"{name}: {ended[name]}")
+        time.sleep(2)
+    return ended
 
 
 def machine() -> dict[str, Any]:
@@ -65,6 +105,16 @@ def throughput(run_dir: Path) -> float | None:
     return statistics.mean(rates[1:] or rates) if rates else None  # the first epoch includes warm-up effects
 
 
+def last_epoch(run_dir: Path) -> dict[str, Any]:
+    """The last training-progress record of a run's metrics.jsonl (epoch, step), or {}."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    steps = [r for r in records if "step" in r]
+    return steps[-1] if steps else {}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="distilgpt2", help="model preset (default distilgpt2)")
@@ -75,7 +125,7 @@ def main() -> None:
         default=None,
         help="result JSON (default bench/results/learner_scratch_<preset>_<date>.json)",
     )
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument(
         "--lr", type=float, default=3e-4, help="meta-training LR (the paper's 1e-5 is for pretrained nets)"
     )
@@ -83,6 +133,13 @@ def main() -> None:
     ap.add_argument(
         "--big-bank", type=int, default=1665, help="documents of the large online-adaptation bank"
     )
+    ap.add_argument(
+        "--train-budget-min",
+        type=float,
+        default=1e9,
+        help="stop both trainings (SIGTERM) after this many minutes and evaluate their last checkpoints",
+    )
+    ap.add_argument("--eval-jobs", type=int, default=4, help="evaluations run at once")
     ap.add_argument(
         "--smoke", action="store_true", help="tiny preset, small data, CPU: checks the plumbing only"
     )
@@ -92,6 +149,8 @@ def main() -> None:
     data, runs = args.work / "data", args.work
     log: list[str] = []
     test_docs = max(args.big_bank, 32)
+    t_start = time.monotonic()
+    say("synthesising data")
     run(
         [
             "synth",
@@ -134,33 +193,44 @@ def main() -> None:
     ]
     if not args.smoke:
         common += ["--lr", str(args.lr), "--lm-pretrain-epochs", "15"]
-    run(
-        [
-            "train",
-            *common,
-            "--memory",
-            "compressed",
-            "--run-dir",
-            str(runs / "mbc"),
-            "--lm-corpus",
-            str(data / "pretrain.csv"),
-        ],
+    # MBC pretrains the from-scratch base LM; MAC reuses it, so MAC starts once it is saved and the
+    # two then train side by side on the one GPU (their examples/s are therefore shared figures).
+    say("training MBC (compressed memory), base LM first")
+    procs = {
+        "mbc": start(
+            [
+                "train",
+                *common,
+                "--memory",
+                "compressed",
+                "--run-dir",
+                str(runs / "mbc"),
+                "--lm-corpus",
+                str(data / "pretrain.csv"),
+            ],
+            log,
+            runs / "mbc.log",
+        )
+    }
+    deadline = t_start + args.train_budget_min * 60
+    base_lm = runs / "mbc" / "base_lm"
+    while not (base_lm / "tokenizer.json").exists():
+        if procs["mbc"].poll() is not None:
+            sys.stderr.write((runs / "mbc.log").read_text()[-4000:])
+            raise SystemExit("MBC training ended before its base LM was saved")
+        time.sleep(2)
+    time.sleep(5)  # the tokenizer is written last; let the files settle
+    say("base LM saved; training MAC (full memory) alongside")
+    procs["mac"] = start(
+        ["train", *common, "--memory", "full", "--run-dir", str(runs / "mac"), "--base-lm", str(base_lm)],
         log,
+        runs / "mac.log",
     )
-    run(
-        [
-            "train",
-            *common,
-            "--memory",
-            "full",
-            "--run-dir",
-            str(runs / "mac"),
-            "--base-lm",
-            str(runs / "mbc" / "base_lm"),
-        ],
-        log,
-    )
-    results = []
+    ended = wait_all(procs, deadline)
+    for name in procs:
+        say(f"{name} log tail:\n" + (runs / f"{name}.log").read_text()[-1500:])
+    train_minutes = (time.monotonic() - t_start) / 60
+    jobs = []
     for num_docs in (32, args.big_bank):
         for ckpt, memory, aggregation in (
             ("mbc", "compressed", "counts"),
@@ -168,32 +238,51 @@ def main() -> None:
             ("mac", "full", "counts"),
             ("mbc", "none", "counts"),
         ):
-            out = run(
-                [
-                    "eval",
-                    "--checkpoint",
-                    str(runs / ckpt / "checkpoints" / "last"),
-                    "--data",
-                    str(data / "test.csv"),
-                    "--num-docs",
-                    str(num_docs),
-                    "--memory",
-                    memory,
-                    "--aggregation",
-                    aggregation,
-                    "--out",
-                    str(runs / "eval"),
-                ],
-                log,
+            jobs.append(
+                (
+                    ckpt,
+                    [
+                        "eval",
+                        "--checkpoint",
+                        str(runs / ckpt / "checkpoints" / "last"),
+                        "--data",
+                        str(data / "test.csv"),
+                        "--num-docs",
+                        str(num_docs),
+                        "--memory",
+                        memory,
+                        "--aggregation",
+                        aggregation,
+                        "--batch-size",
+                        "64",
+                        "--out",
+                        str(runs / "eval"),
+                    ],
+                )
             )
-            results.append({"model": ckpt, **json.loads(out[out.index("{") :])})
+    say(f"evaluating ({len(jobs)} runs, {args.eval_jobs} at a time)")
+
+    def evaluate(job: tuple[str, list[str]]) -> dict[str, Any]:
+        ckpt, cmd = job
+        out = run(cmd, log)
+        row = {"model": ckpt, **json.loads(out[out.index("{") :])}
+        say(
+            f"eval {ckpt} {row.get('memory')} {row.get('aggregation')} n={row.get('num_docs')}: em={row.get('em')}"
+        )
+        return row
+
+    with ThreadPoolExecutor(args.eval_jobs) as pool:
+        results = list(pool.map(evaluate, jobs))
     report = {
         "benchmark": "learner_scratch",
         "note": "models trained FROM SCRATCH on `mbc synth` data; not comparable to the papers' pretrained numbers",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "commands": log,
+        "training": {name: {"ended": ended[name], "last_record": last_epoch(runs / name)} for name in procs},
+        "training_minutes_wall": round(train_minutes, 2),
         "train_examples_per_s": {"mbc": throughput(runs / "mbc"), "mac": throughput(runs / "mac")},
+        "train_examples_per_s_note": "MBC and MAC trained at the same time on one GPU: each figure is its share",
         "results": results,
     }
     out_path = (
