@@ -30,6 +30,13 @@ def learn(
     publish_every: Annotated[
         int | None, typer.Option(help="With --codebook ema: documents between codebook versions.")
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="Amortizer weights: auto (bf16 on CUDA, fp32 on CPU), bf16, fp32 or autocast."),
+    ] = None,
+    compile: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the amortizer (GPU).")
+    ] = None,
 ) -> None:
     """Consume clean documents from Kafka, fold them into the memory store, until SIGINT/SIGTERM."""
     from learner.worker.shutdown import ShutdownRequest
@@ -50,6 +57,8 @@ def learn(
         "device": device,
         "metrics_port": metrics_port,
         "publish_every_docs": publish_every,
+        "precision": precision,
+        "compile": compile,
     }
     if database_url:
         overrides["database"] = {"url": database_url}
@@ -60,7 +69,9 @@ def learn(
     if not checkpoint.exists():
         raise typer.BadParameter(f"checkpoint {checkpoint} does not exist", param_hint="--checkpoint")
     dev: Literal["auto", "cpu", "cuda"] = settings.device
-    encoder = CheckpointEncoder.load(checkpoint, dev, settings.max_doc_tokens)
+    encoder = CheckpointEncoder.load(
+        checkpoint, dev, settings.max_doc_tokens, settings.precision, settings.compile
+    )
     url = settings.database.url.get_secret_value()
     _ensure_sqlite_dir(url)
     with MemoryStore(url, auto_migrate=True, pool_size=settings.database.pool_size) as store:

@@ -8,7 +8,7 @@ that online updates never change what stored codes mean (DESIGN.md §3b).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,17 +65,38 @@ class CheckpointEncoder:
     texts: Any  # learner.batching.Encoder: tokenizes exactly as training did
     max_tokens: int
     _device: torch.device
+    # The amortizer prepared for inference (learner.fast_attention); None: the model's own, autocast.
+    fast: Callable[[Tensor, Tensor], Tensor] | None = None
+    pad_to: int = 1  # pad token length up to a multiple of this (fewer shapes for torch.compile)
 
     @classmethod
-    def load(cls, checkpoint: Path, device: str = "auto", max_tokens: int | None = None) -> CheckpointEncoder:
+    def load(
+        cls,
+        checkpoint: Path,
+        device: str = "auto",
+        max_tokens: int | None = None,
+        precision: str = "auto",
+        compile: bool = False,
+    ) -> CheckpointEncoder:
+        """Load ``checkpoint`` on ``device``.
+
+        ``precision``: ``auto`` (bf16 weights on CUDA, fp32 on CPU), ``bf16``, ``fp32`` or
+        ``autocast`` (fp32 weights under bf16 autocast on CUDA: the slow path, kept for comparison).
+        ``compile``: ``torch.compile`` the amortizer (GPU; the first batches of a shape compile).
+        """
         from learner.batching import Encoder
         from learner.checkpoint import load_checkpoint, resolve_checkpoint
+        from learner.fast_attention import inference_amortizer
 
         dev = pick_device(device)
         model, tokenizers, _meta = load_checkpoint(resolve_checkpoint(checkpoint), dev)
         model.eval()
         limit = min(max_tokens or model.config.max_doc_tokens, model.config.max_doc_tokens)
-        return cls(model, Encoder(tokenizers, model.config), limit, dev)
+        fast = None
+        if precision != "autocast":
+            bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
+            fast = inference_amortizer(model.amortizer, dev, bf16=bf16, compile=compile)
+        return cls(model, Encoder(tokenizers, model.config), limit, dev, fast, 64 if compile else 1)
 
     @property
     def device(self) -> torch.device:
@@ -96,7 +117,12 @@ class CheckpointEncoder:
         from learner.batching import pad
 
         seqs = [ids[: self.max_tokens] for ids in self.texts.documents(texts)]
-        return pad(seqs, self.texts.tok.amort_pad_id)  # (N, T), (N, T)
+        ids, mask = pad(seqs, self.texts.tok.amort_pad_id)  # (N, T), (N, T)
+        extra = -ids.shape[1] % self.pad_to
+        if extra:
+            ids = torch.nn.functional.pad(ids, (0, extra), value=self.texts.tok.amort_pad_id)
+            mask = torch.nn.functional.pad(mask, (0, extra), value=0)
+        return ids, mask
 
     def check(self, text: str) -> None:
         """Raise :class:`PoisonDocument` if ``text`` cannot be encoded."""
@@ -111,6 +137,8 @@ class CheckpointEncoder:
     def encode(self, texts: Sequence[str]) -> Tensor:
         ids, mask = self.tokenize(texts)
         ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
+        if self.fast is not None:
+            return self.fast(ids, mask).float()  # (N, K, D)
         autocast = (
             torch.autocast(device_type="cuda", dtype=torch.bfloat16)
             if self.device.type == "cuda"

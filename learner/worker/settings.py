@@ -32,4 +32,8 @@ class WorkerSettings(ServiceSettings):
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="Prometheus /metrics and /healthz port"
     )
+    precision: Literal["auto", "bf16", "fp32", "autocast"] = Field(
+        "auto", description="amortizer weights: auto = bf16 on CUDA, fp32 on CPU; autocast = the slow path"
+    )
+    compile: bool = Field(False, description="torch.compile the amortizer (GPU; compiles per new shape)")
     max_doc_tokens: int | None = Field(None, ge=8, description="truncate documents to this many tokens")
