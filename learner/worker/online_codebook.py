@@ -40,6 +40,8 @@ class VersionState:
     version: int
     vectors: Tensor  # (C, D) float32 on the worker's device
     usage: Tensor  # (C,) EMA of assignments per batch (also the EMA cluster size)
+    resets: int | None = None  # dead codes re-seeded when this version was derived (kept in its health)
+    origin: str | None = None  # "checkpoint" or "ema"
 
 
 @dataclass
@@ -147,7 +149,11 @@ class OnlineCodebook:
             usage = torch.tensor(raw_usage, dtype=torch.float32, device=self.device)
         else:
             usage = torch.ones(vectors.shape[0], device=self.device)
-        self.state = VersionState(version, vectors, usage)
+        health = cb.info.health
+        origin = (health.extra or {}).get("origin")
+        self.state = VersionState(
+            version, vectors, usage, health.resets, origin if isinstance(origin, str) else None
+        )
         if self.obs is None:
             self.obs = Observations.empty(vectors.shape[0], vectors.shape[1], self.device)
 
@@ -235,25 +241,36 @@ class OnlineCodebook:
                 continue
             break
         self.store.update_codebook_health(observed_version, health_now)
-        self.state = VersionState(new, vectors, usage)
+        self.state = VersionState(new, vectors, usage, resets, "ema")
         self.obs = self._fresh_observations(vectors)
         self.published.append(new)
         log.info("published codebook version", version=new, parent=base.version, resets=resets)
         return new
+
+    def record_health(self) -> bool:
+        """Write the health of the version in use as measured since the last publication, without
+        publishing anything (the worker calls this when it stops, so that the last version's health is
+        not lost with the observations). False when there was nothing observed."""
+        if self.state is None or self.obs is None or self.obs.docs == 0:
+            return False
+        self.store.update_codebook_health(self.state.version, self._health(self.obs, self.state))
+        return True
 
     def _fresh_observations(self, vectors: Tensor) -> Observations:
         return Observations.empty(int(vectors.shape[0]), int(vectors.shape[1]), self.device)
 
     def _health(self, o: Observations, state: VersionState) -> CodebookHealth:
         """Health of ``state``'s version as measured on what this worker observed."""
-        extra = {
+        extra: dict[str, object] = {
             "ema_usage": state.usage.cpu().tolist(),
             "mean_quantization_error": o.sq_error / o.vectors if o.vectors else None,
             "observed_docs": o.docs,
         }
+        if state.origin is not None:
+            extra["origin"] = state.origin
         return CodebookHealth(
             perplexity=perplexity(o.counts),
             dead_codes=int((state.usage < self.dead_threshold).sum()),
-            resets=None,
+            resets=state.resets,  # fixed when the version was derived; replacing the health keeps it
             extra=extra,
         )

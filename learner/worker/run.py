@@ -129,6 +129,14 @@ class Worker:
             self.metrics.gpu_memory.set(torch.cuda.memory_allocated())
 
     def close(self) -> None:
+        try:
+            if self.codebook.record_health():
+                log.info("recorded the health of the codebook version in use", version=self.codebook.version)
+        except Exception as e:  # the store may be away at shutdown: health is informative only
+            log.warning(
+                "could not record codebook health at shutdown",
+                error=(str(e).splitlines() or [type(e).__name__])[0][:200],
+            )
         if self._dlq is not None:
             self._dlq.flush(10)
 

@@ -95,3 +95,52 @@ def test_frozen_mode_only_records_health(tmp_path: Path) -> None:
     assert health.perplexity == pytest.approx(4.0)
     assert health.extra["mean_quantization_error"] == 0.0
     assert np.allclose(store.get_codebook(root).vectors, np.eye(4))
+
+
+def test_health_keeps_resets_and_is_recorded_when_the_worker_stops(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    store = _store(tmp_path)
+    cb = OnlineCodebook(
+        store, torch.device("cpu"), mode="ema", decay=0.5, dead_threshold=0.5, publish_every_docs=5
+    )
+    cb.bootstrap(torch.randn(16, 4), torch.zeros(16))  # every code unused so far: dead
+
+    def observe() -> None:
+        z = torch.randn(5, 2, 4)
+        codes, err = cb.quantize(z)
+        cb.observe(z, codes, err)
+
+    observe()
+    v2 = cb.publish()
+    assert v2 is not None
+    resets = store.codebook_info(v2).health.resets
+    assert resets is not None and resets > 0
+    observe()
+    v3 = cb.publish()  # replaces v2's health with what was measured on it: its resets stay
+    assert v3 is not None
+    h2 = store.codebook_info(v2).health
+    assert h2.resets == resets and h2.perplexity is not None and h2.extra["origin"] == "ema"
+    v3_resets = store.codebook_info(v3).health.resets
+    assert store.codebook_info(v3).health.perplexity is None  # nothing measured on v3 yet
+    observe()
+    assert cb.record_health()  # what the worker does when it stops
+    h3 = store.codebook_info(v3).health
+    assert h3.perplexity is not None and h3.extra["mean_quantization_error"] is not None
+    assert h3.resets == v3_resets and h3.extra["observed_docs"] == 5
+    assert [v.version for v in store.codebook_versions()][-1] == v3  # nothing new published
+    idle = OnlineCodebook(store, torch.device("cpu"), mode="ema")
+    idle.bootstrap(torch.randn(16, 4))
+    assert not idle.record_health()  # nothing observed: nothing written
+
+
+def test_fast_encoder_matches_model_path(tiny_checkpoint: Path) -> None:
+    """`precision=auto` (fused attention, fp32 on CPU) encodes as the model's own forward does."""
+    from learner.worker.encoder import CheckpointEncoder
+
+    texts = ["the market rose after the central bank held rates", "oil prices fell", "a strike at the port"]
+    slow = CheckpointEncoder.load(tiny_checkpoint, "cpu", precision="autocast")
+    fast = CheckpointEncoder.load(tiny_checkpoint, "cpu", precision="auto")
+    assert slow.fast is None and fast.fast is not None
+    a, b = slow.encode(texts), fast.encode(texts)  # (3, K, D)
+    assert a.shape == b.shape == (3, slow.k, slow.dim)
+    assert (a - b).abs().max().item() <= 1e-5
