@@ -77,12 +77,29 @@ def bench_adaptation(model: Any, args: argparse.Namespace) -> list[dict[str, Any
     rows = []
     book = model.codebook.vectors.detach().float()
     for dtype in args.dtypes:
+        # fp32 / bf16: the model's own forward (bf16 = autocast, HF's T5 sdpa path: the baseline).
+        # fast-bf16[+compile]: learner.fast_attention.inference_amortizer on a copy, as the worker runs it.
+        amortize: Any = model.amortizer
+        if dtype.startswith("fast"):
+            import copy
+
+            from learner.fast_attention import inference_amortizer
+
+            amortize = inference_amortizer(
+                copy.deepcopy(model.amortizer),
+                torch.device("cuda"),
+                bf16=True,
+                compile=dtype.endswith("+compile"),
+            )
         for bs in args.batch_sizes:
             ids_host = torch.randint(3, vocab, (bs, args.seq_len), pin_memory=True)
             mask_host = torch.ones(bs, args.seq_len, dtype=torch.long, pin_memory=True)
 
             def step(
-                ids_host: torch.Tensor = ids_host, mask_host: torch.Tensor = mask_host, dtype: str = dtype
+                ids_host: torch.Tensor = ids_host,
+                mask_host: torch.Tensor = mask_host,
+                dtype: str = dtype,
+                amortize: Any = amortize,
             ) -> None:
                 ids = ids_host.to("cuda", non_blocking=True)
                 mask = mask_host.to("cuda", non_blocking=True)
@@ -92,7 +109,7 @@ def bench_adaptation(model: Any, args: argparse.Namespace) -> list[dict[str, Any
                     else torch.autocast("cuda", enabled=False)
                 )
                 with torch.no_grad(), ctx:
-                    z = model.amortizer(ids, mask).float()  # (B, K, D)
+                    z = amortize(ids, mask).float()  # (B, K, D)
                 codes = nearest_codes(z.reshape(-1, z.shape[-1]), book)  # (B*K,)
                 codes.cpu()
 
@@ -178,7 +195,9 @@ def main() -> None:
     p.add_argument("--preset", default="distilgpt2")
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[16, 64, 128, 256])
-    p.add_argument("--dtypes", type=lambda s: s.split(","), default=["fp32", "bf16"])
+    p.add_argument(
+        "--dtypes", type=lambda s: s.split(","), default=["fp32", "bf16", "fast-bf16", "fast-bf16+compile"]
+    )
     p.add_argument(
         "--banks",
         type=lambda s: [int(float(x)) for x in s.split(",")],

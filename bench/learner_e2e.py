@@ -1,0 +1,198 @@
+"""End-to-end documents/s of the learner worker: consume from Kafka -> tokenize -> amortize ->
+quantize -> store commit (documents, packed codes and offsets in one transaction) -> Kafka commit.
+
+Runs `mbc learn` exactly as users do (a child process) against the embedded broker and a SQLite
+store, for each batch size and precision asked for, over the same pre-produced topic of
+documents whose texts are longer than the model's 1,024-token window (so every document is
+amortized at the full length). Throughput is measured from the store: the time between the
+first and the last committed batch, over the documents committed in between (start-up, model
+loading and compilation are excluded).
+
+    python bench/learner_e2e.py --out bench/results/learner_e2e.json               # GPU
+    python bench/learner_e2e.py --preset tiny --docs 300 --batch-sizes 32 --device cpu --out /tmp/e2e.json
+
+Random weights (built from the preset's config) with a tokenizer trained here: speed does not
+depend on training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def make_texts(n: int, words_per_doc: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    syll = ["ka", "to", "ren", "mi", "sol", "ver", "an", "del", "qu", "or", "ist", "ban", "lo", "tre", "ux"]
+    vocab = ["".join(rng.choice(syll) for _ in range(rng.randint(1, 3))) for _ in range(3000)]
+    return [" ".join(rng.choice(vocab) for _ in range(words_per_doc)) + f" doc {i}." for i in range(n)]
+
+
+def build_checkpoint(preset_name: str, texts: list[str], out: Path) -> None:
+    import torch
+
+    from learner.build import arch_configs, build_model
+    from learner.checkpoint import CheckpointMeta, save_checkpoint
+    from learner.config import get_preset
+    from learner.tokenizer import Tokenizers, train_tokenizer
+
+    torch.manual_seed(0)
+    preset = get_preset(preset_name)
+    tok = train_tokenizer(texts[:500], vocab_size=4000)
+    toks = Tokenizers(tok, tok, shared=True)
+    model = build_model(preset.model, "scratch", toks)
+    meta = CheckpointMeta(preset.model, preset.train, "scratch", "compressed", arch_configs(model), None, 0)
+    save_checkpoint(out, model, toks, meta)
+
+
+def produce(bootstrap: str, topic: str, texts: list[str]) -> None:
+    from confluent_kafka import Producer
+
+    from pipeline.events import make_document
+
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for i, text in enumerate(texts):
+        doc = make_document(
+            source="bench", ref=f"d{i}", text=text, title=f"d{i}", published_at=t0 + timedelta(seconds=i)
+        )
+        p.produce(topic, key=doc.key, value=doc.to_json())
+        p.poll(0)
+    if p.flush(60) != 0:
+        raise SystemExit("could not produce the documents")
+
+
+def stored(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM documents").fetchone()[0])
+    except sqlite3.OperationalError:  # not migrated yet
+        return 0
+
+
+def run_once(
+    args: argparse.Namespace, bootstrap: str, batch: int, precision: str, work: Path
+) -> dict[str, Any]:
+    db = work / f"e2e-{batch}-{precision}.db"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "MBC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "MBC_DATABASE__URL": f"sqlite:///{db}",
+        "MBC_GROUP_ID": f"bench-{batch}-{precision}-{time.time_ns()}",
+        "MBC_TOPICS__CLEAN": args.topic,
+        "MBC_TOPICS__DLQ": args.topic + ".dlq",
+        "MBC_LOG_JSON": "true",
+        "MBC_BATCH_MAX_WAIT_S": "0.5",
+    }
+    cmd = [
+        sys.executable,
+        "-c",
+        "from infra.cli import main; main()",
+        "learn",
+        "--checkpoint",
+        str(work / "checkpoint"),
+        "--batch-max-size",
+        str(batch),
+        "--device",
+        args.device,
+        "--precision",
+        precision.removesuffix("+compile"),
+        "--compile" if precision.endswith("+compile") else "--no-compile",
+    ]
+    log = work / f"e2e-{batch}-{precision}.log"
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=REPO)
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + args.timeout
+    try:
+        while time.monotonic() < deadline:
+            n = stored(db)
+            samples.append((time.monotonic(), n))
+            if n >= args.docs or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    row: dict[str, Any] = {"batch_size": batch, "precision": precision, "stored": samples[-1][1]}
+    moved = [(t, n) for t, n in samples if n > 0]
+    if len(moved) < 2 or moved[-1][1] == moved[0][1]:
+        row["error"] = "no throughput measured: " + log.read_text(errors="replace")[-600:]
+        return row
+    (t_first, n_first), (t_last, n_last) = moved[0], moved[-1]
+    row["docs_per_s"] = (n_last - n_first) / (t_last - t_first)
+    row["measured_docs"] = n_last - n_first
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="distilgpt2")
+    ap.add_argument("--docs", type=int, default=20000)
+    ap.add_argument("--words", type=int, default=900, help="words per document (>1,024 tokens)")
+    ap.add_argument("--batch-sizes", default="64,256,1024")
+    ap.add_argument("--precisions", default="bf16,bf16+compile,autocast")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--timeout", type=float, default=240, help="seconds per configuration at most")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mbc-bench-e2e"))
+    ap.add_argument("--topic", default="bench.clean")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "learner_e2e.json")
+    args = ap.parse_args()
+    from infra.broker import EmbeddedBroker
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    texts = make_texts(args.docs, args.words)
+    build_checkpoint(args.preset, texts, args.work / "checkpoint")
+    print(f"checkpoint built in {time.time() - t0:.0f} s", flush=True)
+    result: dict[str, Any] = {
+        "benchmark": "learner end to end: consume -> tokenize -> amortize -> quantize -> store commit",
+        "command": "python " + " ".join(sys.argv),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "preset": args.preset,
+        "documents": args.docs,
+        "store": "SQLite (file) on local disk",
+        "broker": "embedded librdkafka mock cluster",
+        "cpu_cores": os.cpu_count(),
+        "runs": [],
+    }
+    try:
+        import torch
+
+        result["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:  # pragma: no cover - informational only
+        result["gpu"] = None
+    with EmbeddedBroker() as broker:
+        t0 = time.time()
+        produce(broker.bootstrap_servers, args.topic, texts)
+        print(f"produced {args.docs} documents in {time.time() - t0:.0f} s", flush=True)
+        for precision in args.precisions.split(","):
+            for batch in map(int, args.batch_sizes.split(",")):
+                row = run_once(args, broker.bootstrap_servers, batch, precision, args.work)
+                print(json.dumps(row), flush=True)
+                result["runs"].append(row)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
