@@ -9,7 +9,7 @@ first and the last committed batch, over the documents committed in between (sta
 loading and compilation are excluded).
 
     python bench/learner_e2e.py --out bench/results/learner_e2e.json               # GPU
-    python bench/learner_e2e.py --preset tiny --docs 300 --batch-sizes 32 --device cpu --out /tmp/e2e.json
+    python bench/learner_e2e.py --preset tiny --docs 300 --configs 32:auto --device cpu --out /tmp/e2e.json
 
 Random weights (built from the preset's config) with a tokenizer trained here: speed does not
 depend on training.
@@ -148,8 +148,11 @@ def main() -> None:
     ap.add_argument("--preset", default="distilgpt2")
     ap.add_argument("--docs", type=int, default=20000)
     ap.add_argument("--words", type=int, default=900, help="words per document (>1,024 tokens)")
-    ap.add_argument("--batch-sizes", default="64,256,1024")
-    ap.add_argument("--precisions", default="bf16,bf16+compile,autocast")
+    ap.add_argument(
+        "--configs",
+        default="128:bf16,512:bf16,2048:bf16,512:bf16+compile,512:autocast",
+        help="batch_size:precision pairs, comma-separated (precision: auto, bf16, fp32, autocast, X+compile)",
+    )
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--timeout", type=float, default=240, help="seconds per configuration at most")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mbc-bench-e2e"))
@@ -184,13 +187,13 @@ def main() -> None:
         t0 = time.time()
         produce(broker.bootstrap_servers, args.topic, texts)
         print(f"produced {args.docs} documents in {time.time() - t0:.0f} s", flush=True)
-        for precision in args.precisions.split(","):
-            for batch in map(int, args.batch_sizes.split(",")):
-                row = run_once(args, broker.bootstrap_servers, batch, precision, args.work)
-                print(json.dumps(row), flush=True)
-                result["runs"].append(row)
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(result, indent=2) + "\n")
+        for config in args.configs.split(","):
+            batch, precision = config.split(":")
+            row = run_once(args, broker.bootstrap_servers, int(batch), precision, args.work)
+            print(json.dumps(row), flush=True)
+            result["runs"].append(row)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
