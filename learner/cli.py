@@ -153,8 +153,21 @@ def train(
         bool, typer.Option(help="Only print the configuration and parameter breakdown.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    trace_batches: Annotated[
+        bool,
+        typer.Option(
+            help="Debugging: each process appends the example ids of every micro-batch it trains on "
+            "to <run-dir>/trace/rank<R>.jsonl."
+        ),
+    ] = False,
 ) -> None:
-    """Meta-train an MBC (or MAC) model; checkpoints and metrics.jsonl go to the run folder."""
+    """Meta-train an MBC (or MAC) model; checkpoints and metrics.jsonl go to the run folder.
+
+    Several processes: `torchrun --nproc_per_node N $(which mbc) train ...` (gloo on CPU, NCCL on
+    GPUs). N processes with --grad-accum A take the same steps as one process with N·A; a run
+    resumed on another number of processes keeps its micro-batches per step. (`accelerate launch
+    --cpu --num_processes N` starts a single process unless given an MPI hostfile.)
+    """
     from learner.config import TrainMemoryMode, get_preset
     from learner.errors import ConfigValueError
 
@@ -206,11 +219,23 @@ def train(
     val_ds = load_dataset(val_data, data_format, val_documents)
     corpus = load_dataset(lm_corpus, data_format) if lm_corpus is not None else None
     run_dir = run_dir or settings.runs_dir / f"{preset}-{memory}"
-    spec = RunSpec(run_dir, mcfg, tcfg, init, str(base_lm) if base_lm else None, corpus)  # type: ignore[arg-type]
+    spec = RunSpec(
+        run_dir,
+        mcfg,
+        tcfg,
+        init,  # type: ignore[arg-type]
+        str(base_lm) if base_lm else None,
+        corpus,
+        trace_batches=trace_batches,
+    )
     trainer = Trainer(spec, train_ds, val_ds, resume=resume, progress=progress)
+    main = trainer.acc.is_main_process  # several processes: one report
     model = _unwrap(trainer.acc.unwrap_model(trainer.model))
-    typer.echo(_format_breakdown(f"{preset} ({init})", param_breakdown(model).rows()))
+    if main:
+        typer.echo(_format_breakdown(f"{preset} ({init})", param_breakdown(model).rows()))
     result = trainer.run(max_steps=max_steps)
+    if not main:
+        return
     out = {
         "run_dir": str(run_dir),
         **dataclasses.asdict(result.state),

@@ -11,6 +11,12 @@ Training-time behaviour (:class:`Codebook`):
   are re-seeded with random context vectors of the current batch and their usage set to the
   mean usage ("online resetting").
 
+With ``deferred`` set (the trainer sets it), forward only *collects* these statistics and the
+trainer applies them once per optimizer step with :meth:`Codebook.apply_stats`, averaged over all
+micro-batches of the step on all processes. Every micro-batch of a step then sees the same
+codebook, so a step is the same computation whether its micro-batches run one after another
+(gradient accumulation) or side by side on several processes.
+
 The pure functions below are shared with the online worker (DESIGN.md §3b): they return *new*
 tensors and never modify their inputs, so a codebook version that stored codes refer to is
 never overwritten.
@@ -18,6 +24,7 @@ never overwritten.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -108,6 +115,13 @@ def ema_kmeans_init(vectors: Tensor, cluster_size: Tensor | None = None) -> EmaK
     return EmaKMeansState(vectors.float().clone(), size.clone(), vectors.float() * size[:, None])
 
 
+def assignment_stats(batch: Tensor, codes: Tensor, num_codes: int) -> tuple[Tensor, Tensor]:
+    """(n_c (C,), Σ_{z→c} z (C, D)) in float32: how many rows of ``batch`` (N, D) each code got, and their sum."""
+    x = batch.detach().float()  # (N, D)
+    onehot = F.one_hot(codes, num_codes).float()  # (N, C)
+    return onehot.sum(0), onehot.t() @ x
+
+
 def ema_kmeans_step(
     state: EmaKMeansState, batch: Tensor, decay: float, eps: float = 1e-5, codes: Tensor | None = None
 ) -> EmaKMeansState:
@@ -117,15 +131,31 @@ def ema_kmeans_step(
     smoothing Ñ_c = (N_c + ε) / (Σ N + C ε) · Σ N. ``codes`` are the batch's assignments when the
     caller already has them.
     """
-    x = batch.detach().float()  # (N, D)
-    codes = nearest_codes(x, state.vectors) if codes is None else codes  # (N,)
+    codes = nearest_codes(batch, state.vectors) if codes is None else codes  # (N,)
+    counts, sums = assignment_stats(batch, codes, state.vectors.shape[0])
+    return ema_kmeans_apply(state, counts, sums, decay, eps)
+
+
+def ema_kmeans_apply(
+    state: EmaKMeansState, counts: Tensor, sums: Tensor, decay: float, eps: float = 1e-5
+) -> EmaKMeansState:
+    """The update of :func:`ema_kmeans_step` from assignment statistics n_c (C,) and Σ z (C, D)."""
     c = state.vectors.shape[0]
-    onehot = F.one_hot(codes, c).float()  # (N, C)
-    size = state.cluster_size * decay + onehot.sum(0) * (1.0 - decay)  # (C,)
-    embed_sum = state.embed_sum * decay + (onehot.t() @ x) * (1.0 - decay)  # (C, D)
+    size = state.cluster_size * decay + counts * (1.0 - decay)  # (C,)
+    embed_sum = state.embed_sum * decay + sums * (1.0 - decay)  # (C, D)
     total = size.sum()
     smoothed = (size + eps) / (total + c * eps) * total  # (C,)
     return EmaKMeansState(embed_sum / smoothed[:, None], size, embed_sum)
+
+
+@dataclass
+class CodebookStats:
+    """Statistics collected by a deferred codebook's training forwards since the last update."""
+
+    counts: Tensor  # (C,) float32 assignments, summed over micro-batches
+    sums: Tensor  # (C, D) float32 sums of the vectors assigned to each code
+    batches: int  # micro-batches summed
+    pool: list[Tensor]  # each micro-batch's context vectors (N, D): candidates for re-seeding dead codes
 
 
 class Codebook(nn.Module):
@@ -161,9 +191,12 @@ class Codebook(nn.Module):
         self.register_buffer("ema_size", torch.ones(num_codes))
         self.register_buffer("ema_sum", init.detach().clone())
         self.generator: torch.Generator | None = None  # dead-code picks; None = global RNG
+        self.deferred = False  # collect statistics in forward; the caller applies them (apply_stats)
+        self.pending: CodebookStats | None = None
 
     def forward(self, z: Tensor) -> QuantizeOutput:
-        """Quantize ``z`` (..., D). In training mode also update usage (and EMA codes), reset dead codes."""
+        """Quantize ``z`` (..., D). In training mode also update usage (and EMA codes), reset dead codes
+        — or, when ``deferred``, only collect the statistics for :meth:`apply_stats`."""
         flat = z.reshape(-1, self.dim)  # (N, D)
         codes = nearest_codes(flat, self.vectors)  # (N,)
         e = self.vectors[codes].to(z.dtype)  # (N, D)
@@ -174,27 +207,50 @@ class Codebook(nn.Module):
         probs = hist / hist.sum()
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
         if self.training:
-            self._track_and_reset(hist, flat, codes)
+            counts, sums = assignment_stats(flat, codes, self.num_codes)
+            if self.deferred:
+                self._collect(counts, sums, flat.detach())
+            else:
+                self.apply_stats(counts, sums, lambda: flat)
         quantized = straight_through(flat, e).reshape(z.shape)
         return QuantizeOutput(quantized, codes.reshape(z.shape[:-1]), loss, perplexity)
 
+    def _collect(self, counts: Tensor, sums: Tensor, batch: Tensor) -> None:
+        p = self.pending
+        if p is None:
+            self.pending = CodebookStats(counts, sums, 1, [batch])
+        else:
+            p.counts, p.sums, p.batches = p.counts + counts, p.sums + sums, p.batches + 1
+            p.pool.append(batch)
+
+    def take_pending(self) -> CodebookStats | None:
+        """The statistics collected since the last call (None if no training forward ran)."""
+        stats, self.pending = self.pending, None
+        return stats
+
     @torch.no_grad()
-    def _track_and_reset(self, hist: Tensor, batch: Tensor, codes: Tensor) -> None:
+    def apply_stats(self, counts: Tensor, sums: Tensor, pool: Callable[[], Tensor]) -> None:
+        """Update usage (and EMA codes) from assignment counts (C,) and sums (C, D), then reset dead codes.
+
+        ``pool`` returns the context vectors (N, D) to re-seed dead codes from. It is only called
+        when some code is dead: for a distributed step it gathers every process's vectors.
+        """
         vectors = self.vectors.data
         if self.update == "ema":
             state = EmaKMeansState(vectors.float(), self.ema_size, self.ema_sum)
-            state = ema_kmeans_step(state, batch, self.usage_decay, codes=codes)
+            state = ema_kmeans_apply(state, counts, sums, self.usage_decay)
             self.ema_size.copy_(state.cluster_size)
             self.ema_sum.copy_(state.embed_sum)
             vectors = state.vectors.to(vectors.dtype)
-        usage = update_usage(self.usage, hist, self.usage_decay)
-        vectors, usage, replaced = reset_dead_codes(
-            vectors, usage, batch, self.dead_threshold, self.generator
-        )
-        if self.update == "ema" and replaced.numel():
-            # a re-seeded code restarts its statistics from its new vector, with unit weight
-            self.ema_size[replaced] = 1.0
-            self.ema_sum[replaced] = vectors[replaced].float()
+        usage = update_usage(self.usage, counts, self.usage_decay)
+        if bool((usage < self.dead_threshold).any()):
+            vectors, usage, replaced = reset_dead_codes(
+                vectors, usage, pool(), self.dead_threshold, self.generator
+            )
+            if self.update == "ema" and replaced.numel():
+                # a re-seeded code restarts its statistics from its new vector, with unit weight
+                self.ema_size[replaced] = 1.0
+                self.ema_sum[replaced] = vectors[replaced].float()
         self.vectors.data.copy_(vectors)
         self.usage.copy_(usage)
 

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 log = get_logger("learner.setup")
 
 
-def _scratch_lm(spec: RunSpec, train_ds: QADataset, progress: bool) -> tuple[Any, Any]:  # (LM, tokenizer)
+def _scratch_lm(
+    spec: RunSpec, train_ds: QADataset, progress: bool, save: bool
+) -> tuple[Any, Any]:  # (LM, tokenizer)
     tcfg, cfg = spec.train, spec.model
     texts = list(corpus_texts(train_ds.rows()))
     if spec.lm_corpus is not None:
@@ -56,16 +58,22 @@ def _scratch_lm(spec: RunSpec, train_ds: QADataset, progress: bool) -> tuple[Any
         )
         lm.to("cpu")
         log.info("base LM pretrained", epochs=tcfg.lm_pretrain_epochs, final_loss=round(losses[-1], 4))
-    out = spec.run_dir / "base_lm"
-    lm.save_pretrained(out)
-    tok.save_pretrained(out)
+    if save:
+        out = spec.run_dir / "base_lm"
+        lm.save_pretrained(out)
+        tok.save_pretrained(out)
     return lm, tok
 
 
 def build_for_training(
-    spec: RunSpec, train_ds: QADataset, progress: bool = True
+    spec: RunSpec, train_ds: QADataset, progress: bool = True, save_base_lm: bool = True
 ) -> tuple[MBCModel, Tokenizers, str | None]:
-    """(model, tokenizers, lm_source) where lm_source names a base LM *not* stored in checkpoints."""
+    """(model, tokenizers, lm_source) where lm_source names a base LM *not* stored in checkpoints.
+
+    With several processes every one builds the same model from the same seed (the wrapped model
+    is then synchronised from process 0); only the main one writes ``<run>/base_lm``
+    (``save_base_lm``), so that processes do not write one folder at the same time.
+    """
     cfg, tcfg = spec.model, spec.train
     if spec.init == "pretrained":
         tokenizers = Tokenizers(load_tokenizer(spec.lm_source or cfg.lm.name), load_tokenizer(cfg.amort.name))
@@ -75,7 +83,7 @@ def build_for_training(
         tok = load_tokenizer(spec.lm_source)
         lm = load_pretrained_lm(cfg.lm, spec.lm_source)
     else:
-        lm, tok = _scratch_lm(spec, train_ds, progress)
+        lm, tok = _scratch_lm(spec, train_ds, progress, save_base_lm)
     t5_cfg = (len(tok), int(tok.pad_token_id), int(tok.eos_token_id))
     amort = T5Model(t5_config_from_spec(cfg.amort, *t5_cfg))
     question = T5Model(t5_config_from_spec(cfg.question, *t5_cfg))

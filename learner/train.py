@@ -9,6 +9,16 @@ writes ``metrics.jsonl``, the checkpoints ``last`` and — when improved — ``b
 ``best-em``, ``best-f1``, and applies early stopping on the validation QA loss. ``--resume``
 continues from ``last`` exactly: model, optimizer, scheduler, RNG states and position in the
 epoch are restored, and epoch orders are a function of (seed, epoch).
+
+Several processes (``torchrun --nproc_per_node N mbc train ...``; accelerate picks gloo on CPU,
+NCCL on GPUs) split every optimizer step's micro-batches between them
+(:func:`learner.sampling.shard_batches`): N processes with ``grad_accum`` A take the same steps
+over the same global batches as one process with N·A. Gradients are averaged by DDP; the codebook
+is updated once per step from the statistics of all processes (:mod:`learner.codebook`);
+evaluation decisions use process 0's numbers; only process 0 writes checkpoints, metrics and
+``base_lm``. Positions are counted in global micro-batches, and resuming on another number of
+processes keeps the global batch (``grad_accum`` is rescaled), so a checkpoint continues on any
+process count that divides it.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import math
 import random
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,9 +50,16 @@ from learner.checkpoint import (
 )
 from learner.config import ModelConfig, TrainConfig
 from learner.data.types import QADataset
+from learner.errors import ConfigValueError
 from learner.evaluate import online_eval
 from learner.model import MBCModel, TrainBatch
-from learner.sampling import epoch_batches, epoch_order, micro_batches_per_epoch
+from learner.sampling import (
+    epoch_batches,
+    epoch_order,
+    global_micro_index,
+    micro_batches_per_epoch,
+    shard_batches,
+)
 from learner.setup import build_for_training
 from learner.tokenizer import Tokenizers
 from learner.warmup import init_codebook_from_context, retrieval_warmup
@@ -56,14 +74,15 @@ class TrainState:
 
     step: int = 0  # optimizer steps taken
     epoch: int = 0  # current epoch
-    batch_in_epoch: int = 0  # micro-batches of the current epoch already done
-    examples: int = 0  # QA examples back-propagated so far
+    batch_in_epoch: int = 0  # micro-batches of the current epoch already done, by all processes together
+    examples: int = 0  # QA examples back-propagated so far, by all processes together
     best_val_loss: float = math.inf
     best_em: float = -1.0
     best_f1: float = -1.0
     bad_evals: int = 0  # evaluations since the validation loss last improved
     stopped_early: bool = False
     finished: bool = False
+    processes: int = 1  # processes of the run that saved this state (resuming keeps its global batch)
 
 
 @dataclass
@@ -74,6 +93,9 @@ class RunSpec:
     init: Init = "scratch"
     lm_source: str | None = None  # local trained LM to use instead of building one
     lm_corpus: QADataset | None = None  # from-scratch base LM pretraining corpus
+    # Debugging aid (`--trace-batches`): every process appends the ids of the examples of each
+    # micro-batch it trains on to <run_dir>/trace/rank<R>.jsonl. Not saved in checkpoints.
+    trace_batches: bool = False
 
 
 @dataclass
@@ -95,6 +117,30 @@ def _lr_lambda(warmup: int) -> Any:
 
 def _unwrap(model: Any) -> MBCModel:
     return model.module if hasattr(model, "module") else model  # type: ignore[no-any-return]
+
+
+def keep_global_batch(train: TrainConfig, saved_processes: int, processes: int) -> TrainConfig:
+    """``train`` with ``grad_accum`` rescaled so that a run saved by ``saved_processes`` processes
+    keeps its micro-batches per optimizer step on ``processes`` processes.
+
+    The global batch fixes the steps per epoch, the LR schedule and which global micro-batches a
+    step covers, so a resumed run continues the same optimisation whatever hardware it runs on.
+    """
+    per_step = saved_processes * train.grad_accum
+    if per_step % processes:
+        raise ConfigValueError(
+            f"the checkpoint was written by {saved_processes} process(es) with grad_accum "
+            f"{train.grad_accum}: its {per_step} micro-batches per optimizer step cannot be split "
+            f"over {processes} processes"
+        )
+    if saved_processes != processes:
+        log.info(
+            "resuming on another number of processes",
+            saved_processes=saved_processes,
+            processes=processes,
+            grad_accum=per_step // processes,
+        )
+    return replace(train, grad_accum=per_step // processes)
 
 
 @torch.no_grad()
@@ -120,28 +166,39 @@ class Trainer:
     def __init__(
         self, spec: RunSpec, train_ds: QADataset, val_ds: QADataset, resume: bool, progress: bool = True
     ) -> None:
-        from accelerate import Accelerator, DistributedDataParallelKwargs
+        from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
 
         self.spec, self.train_ds, self.val_ds, self.progress = spec, train_ds, val_ds, progress
         self.ckpt_dir = spec.run_dir / "checkpoints"
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = spec.run_dir / "metrics.jsonl"
+        cpu = not torch.cuda.is_available()
+        # The process group first: it gives each process its own GPU before anything is built
+        # there, and says which process is the main one. (The Accelerator itself needs the
+        # mixed-precision setting, which a resumed run reads from its checkpoint.)
+        procs = PartialState(cpu=cpu)
         opt_state: dict[str, Any] | None = None
         if resume:
-            last = resolve_checkpoint(self.ckpt_dir / "last")
+            with procs.main_process_first():  # a crash leftover is restored by one process only
+                last = resolve_checkpoint(self.ckpt_dir / "last")
             model, self.tok, meta = load_checkpoint(last)
             raw_state, opt_state, rng = load_training_state(last)
-            self.spec = replace(spec, model=meta.model, train=meta.train, init=meta.init)  # type: ignore[arg-type]
             self.state = TrainState(**raw_state)
+            train = keep_global_batch(meta.train, self.state.processes, procs.num_processes)
+            self.spec = replace(spec, model=meta.model, train=train, init=meta.init)  # type: ignore[arg-type]
             self.stored_lm_source = meta.lm_source
         else:
+            # every process builds the same model from the same seed; DDP then copies process 0's
             seed_everything(spec.train.seed)
-            model, self.tok, self.stored_lm_source = build_for_training(spec, train_ds, progress)
+            model, self.tok, self.stored_lm_source = build_for_training(
+                spec, train_ds, progress, save_base_lm=procs.is_main_process
+            )
             self.state = TrainState()
+        self.state.processes = procs.num_processes
         tcfg = self.spec.train
         self.acc = Accelerator(
             mixed_precision=tcfg.mixed_precision,
-            cpu=not torch.cuda.is_available(),
+            cpu=cpu,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         self.encoded = Encoder(self.tok, self.spec.model).encode(train_ds)
@@ -152,10 +209,15 @@ class Trainer:
         n_batches = (
             len(epoch_batches(np.arange(len(self.encoded)), tcfg.loader_batch_size)) // self.acc.num_processes
         )
-        self.micro_per_epoch = micro_batches_per_epoch(n_batches, tcfg.grad_accum)
+        self.micro_per_epoch = micro_batches_per_epoch(n_batches, tcfg.grad_accum)  # per process
         self.steps_per_epoch = max(1, math.ceil(self.micro_per_epoch / tcfg.grad_accum))
         warmup = math.ceil(tcfg.warmup_ratio * tcfg.epochs * self.steps_per_epoch)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        # one codebook update per optimizer step, from all its micro-batches on all processes
+        model.codebook.deferred = True
+        # The retrieval warm-up leaves its last batch's gradients in .grad; the first step would
+        # add them to its own (and, under DDP, average them in a different rounding order).
+        model.zero_grad(set_to_none=True)
         optimizer = torch.optim.Adam(self.params, lr=tcfg.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup))
         model = model.to(self.acc.device)
@@ -225,6 +287,18 @@ class Trainer:
             save_checkpoint(self.ckpt_dir / name, model, self.tok, meta, asdict(self.state), opt)
         self.acc.wait_for_everyone()
 
+    def _from_main(self, *values: float) -> list[float]:
+        """Process 0's ``values`` on every process. Every process evaluates its (identical) model,
+        but GPU kernels may differ in the last bits, and the decisions taken on these numbers
+        (which checkpoints to write, early stopping) must agree, or the processes would wait for
+        each other at different points."""
+        if self.acc.num_processes == 1:
+            return list(values)
+        from accelerate.utils import broadcast
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.acc.device)
+        return [float(x) for x in broadcast(t, from_process=0).tolist()]
+
     def evaluate(self) -> dict[str, Any]:
         """Validation loss and EM/F1; checkpoints; early-stopping bookkeeping."""
         tcfg, st = self.spec.train, self.state
@@ -241,7 +315,7 @@ class Trainer:
                 batch_size=32,
                 device=self.acc.device,
             )
-        em, f1 = report.summary["em"], report.summary["f1"]
+        loss, em, f1 = self._from_main(loss, report.summary["em"], report.summary["f1"])
         record = {"split": "val", "step": st.step, "epoch": st.epoch, "val_loss": loss, "em": em, "f1": f1}
         if loss < st.best_val_loss - tcfg.min_delta:
             st.best_val_loss, st.bad_evals = loss, 0
@@ -263,14 +337,39 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------------
 
-    def _micro_step(self, idx: np.ndarray) -> tuple[float, float, float]:
+    def _trace(self, idx: np.ndarray, micro: int) -> None:
+        """With ``RunSpec.trace_batches``, record this process's micro-batch (see :class:`RunSpec`)."""
+        if not self.spec.trace_batches:
+            return
+        record = {
+            "epoch": self.state.epoch,
+            "step": self.state.step + 1,  # the optimizer step its gradients go into
+            "micro": micro,  # global micro-batch index in the epoch
+            "rank": self.acc.process_index,
+            "processes": self.acc.num_processes,
+            "scored": min(self.spec.train.batch_size, len(idx)),  # the first ones; the rest are memory only
+            "qa_ids": [self.train_ds.examples[i].qa_id for i in idx],
+        }
+        path = self.spec.run_dir / "trace" / f"rank{self.acc.process_index}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _micro_step(self, idx: np.ndarray, sync: bool) -> tuple[float, float, float]:
+        """Forward and backward of one micro-batch; ``sync`` on the last one of an optimizer step.
+
+        Before that, DDP's gradient all-reduce is skipped (``no_sync``): gradients accumulate
+        locally and are averaged over processes once per step.
+        """
         tcfg = self.spec.train
         batch = collate_train([self.encoded[i] for i in idx], self.tok.amort_pad_id, self.tok.lm_pad_id)
         n_grad = min(tcfg.batch_size, batch.size)
-        with self.acc.autocast():
-            out = self.model(batch.to(self.acc.device), n_grad=n_grad)
-        self.acc.backward(out.loss / tcfg.grad_accum)
-        self.state.examples += n_grad
+        context: AbstractContextManager[Any] = nullcontext() if sync else self.acc.no_sync(self.model)
+        with context:
+            with self.acc.autocast():
+                out = self.model(batch.to(self.acc.device), n_grad=n_grad)
+            self.acc.backward(out.loss / tcfg.grad_accum)
+        self.state.examples += n_grad * self.acc.num_processes  # micro-batches are equal in size
         return float(out.qa_loss), float(out.vq_loss), float(out.perplexity)
 
     def _optimizer_step(self) -> None:
@@ -279,41 +378,83 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.step += 1
+        self._update_codebook()
+
+    @torch.no_grad()
+    def _update_codebook(self) -> None:
+        """Apply the step's codebook statistics: means over all its micro-batches on all processes."""
+        book = _unwrap(self.acc.unwrap_model(self.model)).codebook
+        stats = book.take_pending()
+        if stats is None:  # full memory (MAC): no codebook in the forward
+            return
+        c = stats.counts.numel()
+        packed = torch.cat([stats.counts, stats.sums.flatten(), stats.counts.new_tensor([stats.batches])])
+        if self.acc.num_processes > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(packed)  # sums; counts and batch counts are integers, so exact
+        n = packed[-1]
+        book.apply_stats(packed[:c] / n, packed[c:-1].view_as(stats.sums) / n, lambda: self._pool(stats.pool))
         if self.acc.num_processes > 1:
             self._sync_codebook()
 
+    def _pool(self, pool: list[torch.Tensor]) -> torch.Tensor:
+        """The step's context vectors of all processes, in global micro-batch order — what one
+        process running the whole step would hold — to re-seed dead codes from."""
+        world = self.acc.num_processes
+        if world == 1:
+            return torch.cat(pool)
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, [t.cpu() for t in pool])  # CPU: unpickled on another process
+        ordered = [gathered[r][i] for i in range(len(pool)) for r in range(world)]  # global i·world + r
+        return torch.cat(ordered).to(pool[0].device)
+
     @torch.no_grad()
     def _sync_codebook(self) -> None:
-        """Codes are re-seeded and (EMA) updated inside forward, per process: rank 0's codebook wins."""
+        """Every process applied the same reduced statistics; process 0's codebook is made
+        authoritative anyway, so that last-bit differences between devices cannot accumulate."""
         import torch.distributed as dist
 
         book = _unwrap(self.acc.unwrap_model(self.model)).codebook
         for t in (book.vectors.data, book.usage, book.ema_size, book.ema_sum):
             dist.broadcast(t, src=0)
 
+    def _train_means(self, losses: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+        """Mean QA loss, VQ loss and perplexity of the epoch's micro-batches on all processes
+        (every process ran as many micro-batches)."""
+        local = [float(np.mean(c)) for c in zip(*losses, strict=True)] if losses else [0.0, 0.0, 0.0]
+        t = torch.tensor(local, dtype=torch.float64, device=self.acc.device)
+        qa, vq, ppl = (float(x) for x in self.acc.reduce(t, reduction="mean").tolist())
+        return qa, vq, ppl
+
     def run(self, max_steps: int | None = None) -> TrainResult:
         tcfg, st = self.spec.train, self.state
+        rank, world = self.acc.process_index, self.acc.num_processes
         last: dict[str, Any] = {}
         self.model.train()
         while st.epoch < tcfg.epochs and not st.stopped_early and not st.finished:
             order = epoch_order(self.groups, tcfg.shuffle, tcfg.seed, st.epoch)
-            batches = epoch_batches(order, tcfg.loader_batch_size)[
-                self.acc.process_index :: self.acc.num_processes
-            ]
+            batches = shard_batches(epoch_batches(order, tcfg.loader_batch_size), rank, world)
             batches = batches[: self.micro_per_epoch]
+            done = st.batch_in_epoch // world  # this process's micro-batches of the epoch already done
             bar = tqdm(
                 total=len(batches),
-                initial=st.batch_in_epoch,
+                initial=done,
                 desc=f"epoch {st.epoch + 1}/{tcfg.epochs}",
                 disable=not (self.progress and self.acc.is_main_process),
                 leave=False,
             )
             t0, losses = time.perf_counter(), []
-            while st.batch_in_epoch < len(batches):
-                losses.append(self._micro_step(batches[st.batch_in_epoch]))
-                st.batch_in_epoch += 1
+            while done < len(batches):
+                ends_step = (done + 1) % tcfg.grad_accum == 0 or done + 1 == len(batches)
+                self._trace(batches[done], global_micro_index(done, rank, world))
+                losses.append(self._micro_step(batches[done], sync=ends_step))
+                done += 1
+                st.batch_in_epoch = done * world
                 bar.update(1)
-                if st.batch_in_epoch % tcfg.grad_accum and st.batch_in_epoch < len(batches):
+                if not ends_step:
                     continue
                 self._optimizer_step()
                 if tcfg.eval_every_steps and st.step % tcfg.eval_every_steps == 0:
@@ -326,9 +467,7 @@ class Trainer:
                     break
             bar.close()
             if not st.stopped_early:
-                qa, vq, ppl = (
-                    (float(np.mean(c)) for c in zip(*losses, strict=True)) if losses else (0.0, 0.0, 0.0)
-                )
+                qa, vq, ppl = self._train_means(losses)
                 secs = time.perf_counter() - t0
                 self._log(
                     {
@@ -339,7 +478,7 @@ class Trainer:
                         "vq_loss": vq,
                         "perplexity": ppl,
                         "lr": self.scheduler.get_last_lr()[0],
-                        "examples_per_s": len(losses) * tcfg.batch_size / secs if secs > 0 else None,
+                        "examples_per_s": len(losses) * tcfg.batch_size * world / secs if secs > 0 else None,
                     }
                 )
                 st.epoch, st.batch_in_epoch = st.epoch + 1, 0
