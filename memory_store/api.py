@@ -194,7 +194,7 @@ def _add_read_routes(app: FastAPI, store: MemoryStore, auth: list[params.Depends
         responses={
             200: {
                 "content": {CODEBOOK_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-                "description": "20-byte header (MBCB, format, C, D, dtype) then C x D little-endian values.",
+                "description": "18-byte header (MBCB, format, C, D, dtype, 3 zero bytes) then C x D little-endian values.",
             },
             404: {"description": "unknown version"},
         },

@@ -15,7 +15,7 @@ Codebook vectors, format 1 (``CODEBOOK_FORMAT_VERSION``)
 -------------------------------------------------------
 ``b"MBCB"`` magic, then little-endian ``uint16 format``, ``uint32 C``, ``uint32 D``,
 ``uint8 dtype`` (1 = float32, 2 = float16), 3 zero bytes, then C × D values row-major,
-little-endian. 20-byte header.
+little-endian. 18-byte header (4 + 2 + 4 + 4 + 1 + 3 padding; no alignment padding).
 """
 
 from __future__ import annotations
