@@ -129,6 +129,7 @@ def main() -> None:
     ap.add_argument(
         "--lr", type=float, default=3e-4, help="meta-training LR (the paper's 1e-5 is for pretrained nets)"
     )
+    ap.add_argument("--warmup-lr", type=float, default=1e-3, help="retrieval warm-up LR")
     ap.add_argument("--train-docs", type=int, default=8192)
     ap.add_argument(
         "--big-bank", type=int, default=1665, help="documents of the large online-adaptation bank"
@@ -192,7 +193,14 @@ def main() -> None:
         "--no-progress",
     ]
     if not args.smoke:
-        common += ["--lr", str(args.lr), "--lm-pretrain-epochs", "15"]
+        common += [
+            "--lr",
+            str(args.lr),
+            "--lm-pretrain-epochs",
+            "15",
+            "--retrieval-warmup-lr",
+            str(args.warmup_lr),
+        ]
     # MBC pretrains the from-scratch base LM; MAC reuses it, so MAC starts once it is saved and the
     # two then train side by side on the one GPU (their examples/s are therefore shared figures).
     say("training MBC (compressed memory), base LM first")

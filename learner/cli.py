@@ -135,6 +135,9 @@ def train(
     retrieval_warmup: Annotated[
         int | None, typer.Option(help="Retrieval warm-up steps (random-init encoders).")
     ] = None,
+    retrieval_warmup_lr: Annotated[
+        float | None, typer.Option(help="Adam learning rate of the retrieval warm-up (default 1e-3).")
+    ] = None,
     lm_pretrain_epochs: Annotated[
         int | None, typer.Option(help="Epochs of base-LM pretraining on --lm-corpus.")
     ] = None,
@@ -195,6 +198,7 @@ def train(
             eval_every_steps=eval_every,
             seed=seed,
             retrieval_warmup_steps=retrieval_warmup,
+            retrieval_warmup_lr=retrieval_warmup_lr,
             lm_pretrain_epochs=lm_pretrain_epochs,
             tokenizer_vocab_size=tokenizer_vocab_size,
         ),
