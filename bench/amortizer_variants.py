@@ -33,32 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from learner.build import build_model
 from learner.config import get_preset
+from learner.fast_attention import set_attention
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learner_gpu import timed  # the sibling benchmark's CUDA-event timer
 
 GFLOP_PER_DOC = 51.5  # t5-small encoder + K-token decoder at 1,024 tokens (DESIGN.md §6)
-
-
-def set_attention(module: torch.nn.Module, impl: str) -> None:
-    """Switch every T5 config in ``module`` to attention implementation ``impl``."""
-    for m in module.modules():
-        cfg = getattr(m, "config", None)
-        if cfg is not None and hasattr(cfg, "_attn_implementation"):
-            cfg._attn_implementation = impl
-
-
-def timed(fn: Any, iters: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / 1000)
-    times.sort()
-    return times[len(times) // 2]
 
 
 def main() -> None:

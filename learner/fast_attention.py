@@ -75,12 +75,17 @@ def _register() -> None:
 _register()
 
 
-def use_fast_attention(module: nn.Module) -> None:
-    """Switch every T5 configuration inside ``module`` to :func:`mbc_sdpa_attention` (in place)."""
+def set_attention(module: nn.Module, impl: str) -> None:
+    """Switch every HF configuration inside ``module`` to attention implementation ``impl`` (in place)."""
     for m in module.modules():
         cfg = getattr(m, "config", None)
         if cfg is not None and hasattr(cfg, "_attn_implementation"):
-            cfg._attn_implementation = NAME
+            cfg._attn_implementation = impl
+
+
+def use_fast_attention(module: nn.Module) -> None:
+    """Switch every T5 configuration inside ``module`` to :func:`mbc_sdpa_attention` (in place)."""
+    set_attention(module, NAME)
 
 
 def inference_amortizer(

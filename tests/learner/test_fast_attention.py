@@ -7,14 +7,7 @@ import torch
 
 from learner.build import build_model
 from learner.config import get_preset
-from learner.fast_attention import NAME, use_fast_attention
-
-
-def _set(module: torch.nn.Module, impl: str) -> None:
-    for m in module.modules():
-        cfg = getattr(m, "config", None)
-        if cfg is not None and hasattr(cfg, "_attn_implementation"):
-            cfg._attn_implementation = impl
+from learner.fast_attention import NAME, set_attention, use_fast_attention
 
 
 @pytest.mark.parametrize("padded", [False, True])
@@ -28,7 +21,7 @@ def test_mbc_sdpa_equals_eager(padded: bool) -> None:
     if padded:
         mask[1, 40:] = 0
         mask[3, 5:] = 0
-    _set(amortizer, "eager")
+    set_attention(amortizer, "eager")
     with torch.no_grad():
         reference = amortizer(ids, mask)  # (4, K, D)
     use_fast_attention(amortizer)
