@@ -31,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from learner.build import build_model
-from learner.config import get_preset
-from learner.fast_attention import set_attention
+from learner.model.build import build_model
+from learner.model.config import get_preset
+from learner.model.fast_attention import set_attention
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learner_gpu import timed  # the sibling benchmark's CUDA-event timer

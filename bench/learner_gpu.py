@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from learner.build import build_model
-from learner.codebook import nearest_codes
-from learner.config import get_preset
-from learner.memory import Memory, memory_from_counts
+from learner.model.build import build_model
+from learner.model.codebook import nearest_codes
+from learner.model.config import get_preset
+from learner.model.memory import Memory, memory_from_counts
 
 T5_SMALL_GFLOP_PER_DOC = 51.5  # DESIGN.md §6: the t5-small encoder+decoder forward at 1,024 tokens
 H200_BF16_PEAK_TFLOPS = 790.0
@@ -78,12 +78,12 @@ def bench_adaptation(model: Any, args: argparse.Namespace) -> list[dict[str, Any
     book = model.codebook.vectors.detach().float()
     for dtype in args.dtypes:
         # fp32 / bf16: the model's own forward (bf16 = autocast, HF's T5 sdpa path: the baseline).
-        # fast-bf16[+compile]: learner.fast_attention.inference_amortizer on a copy, as the worker runs it.
+        # fast-bf16[+compile]: learner.model.fast_attention.inference_amortizer on a copy, as the worker runs it.
         amortize: Any = model.amortizer
         if dtype.startswith("fast"):
             import copy
 
-            from learner.fast_attention import inference_amortizer
+            from learner.model.fast_attention import inference_amortizer
 
             amortize = inference_amortizer(
                 copy.deepcopy(model.amortizer),
@@ -171,7 +171,7 @@ def bench_aggregation(model: Any, args: argparse.Namespace) -> list[dict[str, An
         codes_gpu = torch.randint(0, c, (n_docs, k), generator=gen).cuda()
 
         def naive_path(codes_gpu: torch.Tensor = codes_gpu) -> None:
-            # Every stored code decoded on the GPU (what learner.memory.memory_naive builds), no collapse.
+            # Every stored code decoded on the GPU (what learner.model.memory.memory_naive builds), no collapse.
             mem = Memory(books[1][codes_gpu.reshape(-1)])  # (N*K, D)
             with torch.no_grad():
                 model.expander(model.aggregator(q_ids, q_mask, mem))

@@ -658,14 +658,14 @@ def _shown(n_questions: int, n_shown: int) -> list[int]:
 def _ask(assets: dict[str, Path], store: Any, shown: int) -> dict[str, Any]:
     """Every question three ways: the whole memory, the knowledge source's slice, no memory."""
     from learner.ask.answerer import Answerer
-    from learner.evaluate import answer_questions
-    from learner.metrics import exact_match
+    from learner.eval.online import answer_questions
+    from learner.eval.squad_metrics import exact_match
 
     qa = [json.loads(line) for line in assets["questions"].read_text(encoding="utf-8").splitlines() if line]
     answerer = Answerer(assets["checkpoint"], store, device="cpu")
     texts = [q["question"] for q in qa]
     bare = answer_questions(
-        answerer.model, answerer.encoder, texts, None, answerer.decode, 16, answerer.device
+        answerer.model, answerer.texts, texts, None, answerer.decode, 16, answerer.device
     )
     rows = []
     docs = {"all": 0, "slice": 0}

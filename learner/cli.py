@@ -54,7 +54,7 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed; the output is a function of all options.")] = 0,
 ) -> None:
     """Write a synthetic knowledge stream (StreamingQA CSV and JSONL forms) with disjoint people per split."""
-    from learner.synth import SynthConfig, write_all
+    from learner.data.synth.generator import SynthConfig, write_all
 
     _setup()
     cfg = SynthConfig(
@@ -82,8 +82,8 @@ def _format_breakdown(title: str, rows: list[tuple[str, int]]) -> str:
 
 
 def _breakdown_for_preset(name: str) -> str:
-    from learner.build import build_on_meta, param_breakdown
-    from learner.config import get_preset
+    from learner.model.build import build_on_meta, param_breakdown
+    from learner.model.config import get_preset
 
     model = build_on_meta(get_preset(name).model)
     return _format_breakdown(f"{name} (config shapes, meta device)", param_breakdown(model).rows())
@@ -171,8 +171,8 @@ def train(
     resumed on another number of processes keeps its micro-batches per step. (`accelerate launch
     --cpu --num_processes N` starts a single process unless given an MPI hostfile.)
     """
-    from learner.config import TrainMemoryMode, get_preset
     from learner.errors import ConfigValueError
+    from learner.model.config import TrainMemoryMode, get_preset
 
     settings = _setup()
     p = get_preset(preset)
@@ -215,9 +215,10 @@ def train(
         raise ConfigValueError("--train and --val are required (or use --dry-run)")
     if init not in ("scratch", "pretrained"):
         raise ConfigValueError("--init must be scratch or pretrained")
-    from learner.build import param_breakdown
     from learner.data import load_dataset
-    from learner.train import RunSpec, Trainer, _unwrap
+    from learner.model.build import param_breakdown
+    from learner.training.spec import RunSpec
+    from learner.training.trainer import Trainer, _unwrap
 
     train_ds = load_dataset(train_data, data_format, documents)
     val_ds = load_dataset(val_data, data_format, val_documents)
@@ -277,10 +278,10 @@ def evaluate(
     """Online adaptation: store the test documents in a bank, answer every question, report EM/F1, bytes, ms."""
     import torch
 
-    from learner.checkpoint import load_checkpoint
     from learner.data import load_dataset
     from learner.errors import ConfigValueError
-    from learner.evaluate import DecodeConfig, online_eval, write_report
+    from learner.eval.online import DecodeConfig, online_eval, write_report
+    from learner.training.checkpoint import load_checkpoint
 
     settings = _setup()
     if memory not in ("compressed", "full", "none") or aggregation not in ("counts", "naive"):

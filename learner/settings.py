@@ -1,7 +1,7 @@
 """Service settings of the learner (environment ``MBC_*``, TOML table ``[learner]``).
 
 Model and training hyperparameters are *not* here: they are frozen dataclasses in
-:mod:`learner.config`, saved inside every checkpoint.
+:mod:`learner.model.config`, saved inside every checkpoint.
 """
 
 from __future__ import annotations

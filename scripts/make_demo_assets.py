@@ -41,7 +41,7 @@ from xml.sax.saxutils import escape
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from learner.synth import SynthConfig, SynthRow, generate, write_all, write_csv  # noqa: E402
+from learner.data.synth.generator import SynthConfig, SynthRow, generate, write_all, write_csv  # noqa: E402
 
 OUT = REPO / "infra" / "demo_assets"
 CLI = [sys.executable, "-c", "from infra.cli import main; main()"]

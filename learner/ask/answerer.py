@@ -6,15 +6,17 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from learner.memory import Memory, memory_from_counts, memory_naive
+from learner.inference.answer import DecodeConfig, answer_questions
+from learner.inference.device import pick_device, sync
+from learner.model.memory import Aggregation, Memory, memory_from_counts, memory_naive
+from learner.text.batching import TextBatcher
+from learner.training.checkpoint import load_checkpoint
 from memory_store.store import MemoryStore
-
-Aggregation = Literal["counts", "naive"]
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,10 @@ class Answerer:
     def __init__(
         self, checkpoint: Path, store: MemoryStore, device: str = "auto", max_new_tokens: int = 16
     ) -> None:
-        from learner.batching import Encoder
-        from learner.checkpoint import load_checkpoint
-        from learner.evaluate import DecodeConfig
-        from learner.worker.encoder import pick_device
-
         self.device = pick_device(device)
         self.model, tokenizers, _ = load_checkpoint(checkpoint, self.device)
         self.model.eval()
-        self.encoder = Encoder(tokenizers, self.model.config)
+        self.texts = TextBatcher(tokenizers, self.model.config)
         self.store = store
         self.decode = DecodeConfig(max_new_tokens=max_new_tokens)
         self._codebooks: dict[int, Tensor] = {}
@@ -93,11 +90,9 @@ class Answerer:
         source: str | None = None,
         aggregation: Aggregation = "counts",
     ) -> Answer:
-        from learner.evaluate import answer_questions, sync
-
         t0 = time.perf_counter()
         memory, docs, versions = self.memory(since, until, source, aggregation)
-        text = answer_questions(self.model, self.encoder, [question], memory, self.decode, 1, self.device)[0]
+        text = answer_questions(self.model, self.texts, [question], memory, self.decode, 1, self.device)[0]
         sync(self.device)
         return Answer(
             question=question,

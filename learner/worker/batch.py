@@ -15,7 +15,7 @@ from datetime import datetime
 
 from torch import Tensor
 
-from learner.worker.encoder import PoisonDocument, TextEncoder
+from learner.inference.encode import PoisonDocument, TextEncoder
 from learner.worker.online_codebook import OnlineCodebook
 from memory_store.codec import CODE_FORMAT_VERSION, pack_codes_batch
 from memory_store.records import ConsumedOffset, DocumentRecord, SourcePosition

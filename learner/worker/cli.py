@@ -39,12 +39,12 @@ def learn(
     ] = None,
 ) -> None:
     """Consume clean documents from Kafka, fold them into the memory store, until SIGINT/SIGTERM."""
-    from learner.worker.shutdown import ShutdownRequest
+    from infra.shutdown import ShutdownRequest
 
     shutdown = ShutdownRequest.install()  # before the slow imports and model loading
     from infra.logging import configure_logging
     from infra.settings import load_settings
-    from learner.worker.encoder import CheckpointEncoder
+    from learner.inference.encode import DocumentEncoder
     from learner.worker.run import run_worker
     from learner.worker.settings import WorkerSettings
     from memory_store.store import MemoryStore
@@ -69,7 +69,7 @@ def learn(
     if not checkpoint.exists():
         raise typer.BadParameter(f"checkpoint {checkpoint} does not exist", param_hint="--checkpoint")
     dev: Literal["auto", "cpu", "cuda"] = settings.device
-    encoder = CheckpointEncoder.load(
+    encoder = DocumentEncoder.load(
         checkpoint, dev, settings.max_doc_tokens, settings.precision, settings.compile
     )
     url = settings.database.url.get_secret_value()

@@ -15,7 +15,6 @@ by the store's unique parent index).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -25,7 +24,7 @@ import torch
 from torch import Tensor
 
 from infra.logging import get_logger
-from learner.codebook import nearest_codes, reset_dead_codes
+from learner.model.codebook import EmaKMeansState, ema_kmeans_update, perplexity, quantize, reset_dead_codes
 from memory_store.errors import CodebookConflict
 from memory_store.records import CodebookHealth
 from memory_store.store import MemoryStore
@@ -59,35 +58,6 @@ class Observations:
     @classmethod
     def empty(cls, num_codes: int, dim: int, device: torch.device) -> Observations:
         return cls(torch.zeros(num_codes, device=device), torch.zeros(num_codes, dim, device=device))
-
-
-def ema_update(
-    vectors: Tensor, usage: Tensor, counts: Tensor, sums: Tensor, batches: int, decay: float
-) -> tuple[Tensor, Tensor]:
-    """EMA k-means step from statistics gathered over ``batches`` batches; returns new tensors.
-
-    Treats the statistics as ``batches`` equal mini-batches: with g = decay**batches,
-    N_c' = g·N_c + (1-g)·n_c/batches and e_c' = (g·N_c·e_c + (1-g)·s_c/batches) / N_c'.
-    Codes that received nothing keep their vector (their usage decays), so an unused code never
-    collapses to zero; it is re-seeded by the dead-code reset instead.
-    """
-    g = decay ** max(batches, 1)
-    b = float(max(batches, 1))
-    new_usage = usage * g + counts / b * (1.0 - g)  # (C,)
-    embed = vectors * (usage * g)[:, None] + sums / b * (1.0 - g)  # (C, D)
-    hit = counts > 0
-    new_vectors = vectors.clone()
-    new_vectors[hit] = embed[hit] / new_usage[hit].clamp_min(1e-12)[:, None]
-    return new_vectors, new_usage
-
-
-def perplexity(counts: Tensor) -> float:
-    """exp(entropy) of a code histogram; 0 for an empty one."""
-    total = float(counts.sum())
-    if total == 0:
-        return 0.0
-    p = counts[counts > 0] / total
-    return float(math.exp(-(p * p.log()).sum().item()))
 
 
 class OnlineCodebook:
@@ -174,10 +144,7 @@ class OnlineCodebook:
     def quantize(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """(N, K, D) context vectors -> (N, K) codes and (N, K) squared quantization errors."""
         assert self.state is not None
-        flat = z.reshape(-1, z.shape[-1]).float()  # (N*K, D)
-        codes = nearest_codes(flat, self.state.vectors)  # (N*K,)
-        err = ((flat - self.state.vectors[codes]) ** 2).sum(-1)  # (N*K,)
-        return codes.view(z.shape[:-1]), err.view(z.shape[:-1])
+        return quantize(z, self.state.vectors)
 
     @torch.no_grad()
     def observe(self, z: Tensor, codes: Tensor, sq_error: Tensor) -> None:
@@ -218,7 +185,10 @@ class OnlineCodebook:
             if latest != self.state.version:
                 self._load(latest)
             base = self.state
-            vectors, usage = ema_update(base.vectors, base.usage, o.counts, o.sums, o.batches, self.decay)
+            # the stored usage is the EMA cluster size, so the sums are the vectors weighted by it
+            ema = EmaKMeansState(base.vectors, base.usage, base.vectors * base.usage[:, None])
+            ema = ema_kmeans_update(ema, o.counts, o.sums, self.decay, batches=o.batches)
+            vectors, usage = ema.vectors, ema.cluster_size
             resets = 0
             if o.reservoir:
                 pool = torch.cat(o.reservoir)  # (R, D)
@@ -269,7 +239,7 @@ class OnlineCodebook:
         if state.origin is not None:
             extra["origin"] = state.origin
         return CodebookHealth(
-            perplexity=perplexity(o.counts),
+            perplexity=float(perplexity(o.counts)),
             dead_codes=int((state.usage < self.dead_threshold).sum()),
             resets=state.resets,  # fixed when the version was derived; replacing the health keeps it
             extra=extra,

@@ -18,12 +18,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.kafka import confluent_config, ensure_topics
 from infra.logging import get_logger
+from infra.shutdown import ShutdownRequest
+from learner.inference.encode import TextEncoder
 from learner.worker.batch import DeadLetter, PreparedBatch, RawMessage, prepare
-from learner.worker.encoder import TextEncoder
-from learner.worker.metrics import HealthServer, WorkerMetrics
+from learner.worker.health import HealthServer, WorkerMetrics
 from learner.worker.online_codebook import OnlineCodebook
 from learner.worker.settings import WorkerSettings
-from learner.worker.shutdown import ShutdownRequest
 from learner.worker.step import StoreStep
 from memory_store.store import MemoryStore
 
@@ -117,9 +117,9 @@ class Worker:
             obs = self.codebook.obs
             new = self.codebook.publish()
             if obs is not None:
-                from learner.worker.online_codebook import perplexity
+                from learner.model.codebook import perplexity
 
-                self.metrics.codebook_perplexity.set(perplexity(obs.counts))
+                self.metrics.codebook_perplexity.set(float(perplexity(obs.counts)))
             if new is not None:
                 info = self.store.codebook_info(new)
                 self.metrics.codebook_resets.inc(info.health.resets or 0)

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from learner.config import LMSpec, ModelConfig, T5Spec, get_preset
-from learner.model import TrainBatch
+from learner.model.config import LMSpec, ModelConfig, T5Spec, get_preset
+from learner.model.mbc import TrainBatch
 
 WORDS = [
     "alice",

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from learner.aggregator import CrossAttentionBlock
-from learner.amortization import PromptedT5
-from learner.memory import count_codes, memory_from_counts, memory_full, memory_naive
+from learner.model.aggregator import CrossAttentionBlock
+from learner.model.amortization import PromptedT5
+from learner.model.memory import count_codes, memory_from_counts, memory_full, memory_naive
 
 
 def random_bank(
@@ -97,7 +97,7 @@ def test_per_question_memory_matches_shared_memory() -> None:
     block = CrossAttentionBlock(16, 8, 12).eval()
     q = torch.randn(3, 4, 16)
     mem = torch.randn(10, 16)
-    from learner.memory import Memory
+    from learner.model.memory import Memory
 
     with torch.no_grad():
         shared = block(q, Memory(mem))
@@ -108,8 +108,8 @@ def test_per_question_memory_matches_shared_memory() -> None:
 def test_prompted_t5_returns_k_vectors_of_the_lm_width() -> None:
     from transformers import T5Model
 
-    from learner.amortization import t5_config_from_spec
-    from learner.config import T5Spec
+    from learner.model.amortization import t5_config_from_spec
+    from learner.model.config import T5Spec
 
     t5 = T5Model(t5_config_from_spec(T5Spec("x", 32, 64, 8, 1, 1, 4), 50, 0, 1))
     enc = PromptedT5(t5, 5, 48).eval()

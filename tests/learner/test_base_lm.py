@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import torch
 
-from learner.base_lm import BaseLM, prefix_positions
 from learner.decoding import greedy_search, group_beam_search
-from learner.prefix import PrefixExpander, source_index
+from learner.model.base_lm import BaseLM, prefix_positions
+from learner.model.prefix import PrefixExpander, source_index
 from tests.learner.helpers import tiny_gpt2, tiny_llama
 
 BUILDERS = {"gpt2": tiny_gpt2, "llama": tiny_llama}

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.cli import app
-from learner.config import PRESETS
+from learner.model.config import PRESETS
 from memory_store.codec import encode_codebook
 
 runner = CliRunner()

@@ -6,11 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learner.codebook import (
+from learner.model.codebook import (
     Codebook,
-    ema_kmeans_init,
-    ema_kmeans_step,
+    EmaKMeansState,
+    assignment_stats,
+    ema_kmeans_update,
     nearest_codes,
+    perplexity,
+    quantize,
     reset_dead_codes,
     update_usage,
 )
@@ -142,18 +145,47 @@ def test_update_usage_returns_a_new_tensor() -> None:
     assert usage.tolist() == [1.0, 1.0, 1.0, 1.0]
 
 
-def test_ema_kmeans_step_produces_a_new_version_without_touching_the_old() -> None:
+def test_ema_kmeans_update_produces_a_new_version_without_touching_the_old() -> None:
     vectors = torch.tensor([[0.0, 0.0], [10.0, 10.0]])
-    state = ema_kmeans_init(vectors)
+    state = EmaKMeansState(vectors.clone(), torch.ones(2), vectors.clone())  # unit weight per code
     old = state.vectors.clone()
     batch = torch.tensor([[1.0, 1.0], [3.0, 1.0], [10.0, 12.0]])
-    new = ema_kmeans_step(state, batch, decay=0.5, eps=0.0)
+    counts, sums = assignment_stats(batch, nearest_codes(batch, state.vectors), 2)
+    new = ema_kmeans_update(state, counts, sums, decay=0.5, eps=0.0)
     assert torch.equal(state.vectors, old)  # the version in use is unchanged
     # code 0: size 0.5*1 + 0.5*2 = 1.5, sum 0.5*0 + 0.5*(4, 2) = (2, 1) -> (4/3, 2/3)
     # code 1: size 0.5 + 0.5 = 1, sum 0.5*(10,10) + 0.5*(10,12) = (10, 11)
     # smoothing with eps = 0 keeps sizes; total 2.5
     assert torch.allclose(new.vectors, torch.tensor([[4 / 3, 2 / 3], [10.0, 11.0]]))
     assert torch.allclose(new.cluster_size, torch.tensor([1.5, 1.0]))
+
+
+def test_ema_kmeans_update_over_several_batches_matches_formula() -> None:
+    """The worker folds ``batches`` batches at once; the rule treats them as equal mini-batches."""
+    vectors = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
+    usage = torch.tensor([2.0, 0.0, 1.0])
+    counts = torch.tensor([4.0, 2.0, 0.0])
+    sums = torch.tensor([[4.0, 8.0], [6.0, 2.0], [0.0, 0.0]])
+    state = EmaKMeansState(vectors, usage, vectors * usage[:, None])
+    new = ema_kmeans_update(state, counts, sums, decay=0.5, batches=2, eps=0.0)
+    g = 0.25  # 0.5 ** 2
+    expect_u = usage * g + counts / 2 * (1 - g)
+    assert torch.allclose(new.cluster_size, expect_u)
+    # code 0: (g*N*e + (1-g)*s/b) / N' ; code 1 had no usage: becomes the mean of what it got
+    assert torch.allclose(new.vectors[0], (g * 2.0 * vectors[0] + (1 - g) * sums[0] / 2) / expect_u[0])
+    assert torch.allclose(new.vectors[1], sums[1] / counts[1])
+    assert torch.equal(new.vectors[2], vectors[2])  # nothing assigned: unchanged, never collapsed to zero
+    assert torch.equal(vectors, torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]))  # inputs untouched
+    # the default smoothing moves a hit code by a relative ~C·eps / ΣN only
+    smoothed = ema_kmeans_update(state, counts, sums, decay=0.5, batches=2)
+    assert torch.allclose(smoothed.vectors, new.vectors, rtol=1e-4)
+    assert torch.equal(smoothed.vectors[2], vectors[2])
+
+
+def test_perplexity() -> None:
+    assert float(perplexity(torch.tensor([5.0, 5.0, 0.0, 0.0]))) == pytest.approx(2.0)
+    assert float(perplexity(torch.ones(8))) == pytest.approx(8.0)
+    assert float(perplexity(torch.zeros(4))) == 0.0
 
 
 def test_ema_codebook_tracks_the_mean_of_assigned_vectors() -> None:
@@ -169,3 +201,13 @@ def test_ema_codebook_tracks_the_mean_of_assigned_vectors() -> None:
     assert torch.allclose(book.vectors[0], torch.tensor([4 / 3, 2 / 3]), atol=1e-4)
     assert torch.allclose(book.vectors[1], torch.tensor([9.5, 0.0]), atol=1e-4)
     assert torch.allclose(book.vectors[2], torch.tensor([0.0, 10.0]), atol=1e-4)  # unassigned: unchanged
+
+
+def test_quantize_returns_nearest_codes_and_their_squared_errors() -> None:
+    torch.manual_seed(3)
+    vectors = torch.randn(16, 4)
+    z = torch.randn(3, 5, 4)  # (N, K, D)
+    codes, err = quantize(z, vectors)
+    assert codes.shape == (3, 5) and err.shape == (3, 5)
+    assert torch.equal(codes.reshape(-1), brute_force(z.reshape(-1, 4), vectors))
+    assert torch.allclose(err, ((z - vectors[codes]) ** 2).sum(-1))

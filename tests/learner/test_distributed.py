@@ -34,11 +34,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from learner.config import TrainConfig
+from learner.data.synth.generator import SynthConfig, write_all
 from learner.errors import ConfigValueError
-from learner.sampling import shard_batches
-from learner.synth import SynthConfig, write_all
-from learner.train import keep_global_batch
+from learner.model.config import TrainConfig
+from learner.training.sampling import shard_batches
+from learner.training.spec import keep_global_batch
 
 TOL = 1e-5
 STEPS = 4  # one epoch: 32 examples, micro-batches of 4, 2 micro-batches per optimizer step

@@ -1,13 +1,13 @@
-"""The fused-kernel T5 attention (learner.fast_attention) computes what HF's eager attention does."""
+"""The fused-kernel T5 attention (learner.model.fast_attention) computes what HF's eager attention does."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from learner.build import build_model
-from learner.config import get_preset
-from learner.fast_attention import NAME, set_attention, use_fast_attention
+from learner.model.build import build_model
+from learner.model.config import get_preset
+from learner.model.fast_attention import NAME, set_attention, use_fast_attention
 
 
 @pytest.mark.parametrize("padded", [False, True])

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.cli import app
-from learner.synth import SynthConfig, write_all
+from learner.data.synth.generator import SynthConfig, write_all
 
 runner = CliRunner()
 SYNTH = SynthConfig(

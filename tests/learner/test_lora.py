@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from learner.build import build_model
-from learner.lora import FusedKVLoRA, apply_kv_lora, freeze_all_but_lora, lora_disabled
+from learner.model.build import build_model
+from learner.model.lora import FusedKVLoRA, apply_kv_lora, freeze_all_but_lora, lora_disabled
 from tests.learner.helpers import random_batch, small_model_config, tiny_gpt2, tiny_llama
 
 

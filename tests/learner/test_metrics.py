@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from learner.metrics import best_over, exact_match, f1, normalize_answer
+from learner.eval.squad_metrics import best_over, exact_match, f1, normalize_answer
 
 
 def test_normalisation() -> None:

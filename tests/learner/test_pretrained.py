@@ -10,14 +10,15 @@ import pytest
 import torch
 from transformers import T5Model
 
-from learner.amortization import t5_config_from_spec
-from learner.build import build_model
-from learner.checkpoint import load_checkpoint
-from learner.config import TrainConfig
 from learner.data import load_dataset
-from learner.synth import SynthConfig, write_all
-from learner.tokenizer import Tokenizers, train_tokenizer
-from learner.train import RunSpec, Trainer
+from learner.data.synth.generator import SynthConfig, write_all
+from learner.model.amortization import t5_config_from_spec
+from learner.model.build import build_model
+from learner.model.config import TrainConfig
+from learner.text.tokenizers import Tokenizers, train_tokenizer
+from learner.training.checkpoint import load_checkpoint
+from learner.training.spec import RunSpec
+from learner.training.trainer import Trainer
 from tests.learner.helpers import small_model_config, tiny_gpt2, tiny_llama
 
 
@@ -44,7 +45,7 @@ def _config(paths: dict[str, Path], arch: str) -> object:
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_build_from_local_pretrained_directories(local_models: dict[str, Path], arch: str) -> None:
-    from learner.tokenizer import load_tokenizer
+    from learner.text.tokenizers import load_tokenizer
 
     cfg = _config(local_models, arch)
     tok = Tokenizers(load_tokenizer(str(local_models[arch])), load_tokenizer(str(local_models["t5"])))

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from learner.checkpoint import load_checkpoint, resolve_checkpoint
-from learner.config import TrainConfig
 from learner.data import QADataset, load_dataset
-from learner.memory import Memory
-from learner.synth import SynthConfig, write_all
-from learner.train import RunSpec, Trainer
+from learner.data.synth.generator import SynthConfig, write_all
+from learner.model.config import TrainConfig
+from learner.model.memory import Memory
+from learner.training.checkpoint import load_checkpoint, resolve_checkpoint
+from learner.training.spec import RunSpec
+from learner.training.trainer import Trainer
 from tests.learner.helpers import random_batch, small_model_config
 
 TRAIN = TrainConfig(
@@ -96,7 +97,7 @@ def test_early_stopping_stops_when_validation_loss_stops_improving(
 
 
 def test_backprop_dropout_blocks_gradients_of_the_no_grad_documents() -> None:
-    from learner.build import build_model
+    from learner.model.build import build_model
 
     model = build_model(small_model_config(), "scratch", None).eval()
     batch = random_batch(6)
@@ -117,9 +118,9 @@ def test_backprop_dropout_blocks_gradients_of_the_no_grad_documents() -> None:
 
 
 def test_checkpoint_round_trip_and_crash_recovery(tmp_path: Path) -> None:
-    from learner.build import arch_configs, build_model
-    from learner.checkpoint import CheckpointMeta, save_checkpoint
-    from learner.tokenizer import Tokenizers, train_tokenizer
+    from learner.model.build import arch_configs, build_model
+    from learner.text.tokenizers import Tokenizers, train_tokenizer
+    from learner.training.checkpoint import CheckpointMeta, save_checkpoint
 
     tok = train_tokenizer(["alice works as a baker", "what does alice do"], 300)
     cfg = small_model_config()
@@ -143,7 +144,7 @@ def test_checkpoint_round_trip_and_crash_recovery(tmp_path: Path) -> None:
 
 
 def test_kmeans_finds_separated_clusters() -> None:
-    from learner.warmup import kmeans
+    from learner.training.warmup import kmeans
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn(50, 3, generator=g) * 0.1 + 5.0
@@ -157,8 +158,8 @@ def test_kmeans_finds_separated_clusters() -> None:
 def test_attention_loss_is_minus_log_attention_mass_on_the_own_document() -> None:
     import torch.nn.functional as F
 
-    from learner.build import build_model
-    from learner.warmup import own_document_attention_loss
+    from learner.model.build import build_model
+    from learner.training.warmup import own_document_attention_loss
 
     model = build_model(small_model_config(), "scratch", None).eval()
     z, x = torch.randn(3, 4, 32), torch.randn(3, 4, 32)

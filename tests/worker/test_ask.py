@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from learner.ask.answerer import Answerer
 from learner.ask.service import build_app
-from learner.worker.encoder import CheckpointEncoder
+from learner.inference.encode import DocumentEncoder
 from learner.worker.online_codebook import OnlineCodebook
 from memory_store.codec import pack_codes_batch
 from memory_store.records import DocumentRecord
@@ -30,7 +30,7 @@ def filled_store(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
     """A store with 120 documents from two sources over five days, two codebook versions."""
     url = f"sqlite:///{tmp_path_factory.mktemp('ask') / 'memory.db'}"
     store = MemoryStore(url, auto_migrate=True)
-    enc = CheckpointEncoder.load(tiny_checkpoint, "cpu")
+    enc = DocumentEncoder.load(tiny_checkpoint, "cpu")
     cb = OnlineCodebook(store, torch.device("cpu"), mode="ema", publish_every_docs=60, follow_every_s=0.0)
     cb.bootstrap(enc.initial_codebook())
     for start in (0, 60):
@@ -81,7 +81,7 @@ def test_counts_answers_equal_naive_answers(tiny_checkpoint: Path, filled_store:
     # The aggregated prefix itself agrees, not only the decoded text.
     m_counts, _, _ = answerer.memory(aggregation="counts", **sl)
     m_naive, _, _ = answerer.memory(aggregation="naive", **sl)
-    from learner.batching import pad
+    from learner.text.batching import pad
 
     q_ids, q_mask = pad(answerer.encoder.questions_amort(QUESTIONS), answerer.encoder.tok.amort_pad_id)
     with torch.no_grad():

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from learner.codebook import nearest_codes
-from learner.worker.encoder import CheckpointEncoder
+from learner.inference.encode import DocumentEncoder
+from learner.model.codebook import nearest_codes
 from learner.worker.online_codebook import OnlineCodebook
 from memory_store.codec import pack_codes_batch, unpack_codes
 from memory_store.records import DocumentRecord
@@ -79,7 +79,7 @@ def test_ema_tracks_drift_and_every_document_decodes_with_its_version(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
-    encoder = CheckpointEncoder.load(tiny_checkpoint, "cpu")
+    encoder = DocumentEncoder.load(tiny_checkpoint, "cpu")
     texts = stream_texts()
     z = torch.cat([encoder.encode(texts[i : i + 100]) for i in range(0, len(texts), 100)])  # (N, K, D)
     # A codebook fitted to the early stream: what a frozen deployment would keep using.

@@ -8,29 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from learner.worker.online_codebook import OnlineCodebook, ema_update, perplexity
+from learner.worker.online_codebook import OnlineCodebook
 from memory_store.store import MemoryStore
-
-
-def test_ema_update_matches_formula() -> None:
-    vectors = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
-    usage = torch.tensor([2.0, 0.0, 1.0])
-    counts = torch.tensor([4.0, 2.0, 0.0])
-    sums = torch.tensor([[4.0, 8.0], [6.0, 2.0], [0.0, 0.0]])
-    new_v, new_u = ema_update(vectors, usage, counts, sums, batches=2, decay=0.5)
-    g = 0.25  # 0.5 ** 2
-    expect_u = usage * g + counts / 2 * (1 - g)
-    assert torch.allclose(new_u, expect_u)
-    # code 0: (g*N*e + (1-g)*s/b) / N' ; code 1 had no usage: becomes the mean of what it got
-    assert torch.allclose(new_v[0], (g * 2.0 * vectors[0] + (1 - g) * sums[0] / 2) / expect_u[0])
-    assert torch.allclose(new_v[1], sums[1] / counts[1])
-    assert torch.equal(new_v[2], vectors[2])  # nothing assigned: unchanged, never collapsed to zero
-    assert torch.equal(vectors, torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]))  # inputs untouched
-
-
-def test_perplexity() -> None:
-    assert perplexity(torch.tensor([5.0, 5.0, 0.0, 0.0])) == pytest.approx(2.0)
-    assert perplexity(torch.zeros(4)) == 0.0
 
 
 def _store(tmp_path: Path) -> MemoryStore:
@@ -135,11 +114,11 @@ def test_health_keeps_resets_and_is_recorded_when_the_worker_stops(tmp_path: Pat
 
 def test_fast_encoder_matches_model_path(tiny_checkpoint: Path) -> None:
     """`precision=auto` (fused attention, fp32 on CPU) encodes as the model's own forward does."""
-    from learner.worker.encoder import CheckpointEncoder
+    from learner.inference.encode import DocumentEncoder
 
     texts = ["the market rose after the central bank held rates", "oil prices fell", "a strike at the port"]
-    slow = CheckpointEncoder.load(tiny_checkpoint, "cpu", precision="autocast")
-    fast = CheckpointEncoder.load(tiny_checkpoint, "cpu", precision="auto")
+    slow = DocumentEncoder.load(tiny_checkpoint, "cpu", precision="autocast")
+    fast = DocumentEncoder.load(tiny_checkpoint, "cpu", precision="auto")
     assert slow.fast is None and fast.fast is not None
     a, b = slow.encode(texts), fast.encode(texts)  # (3, K, D)
     assert a.shape == b.shape == (3, slow.k, slow.dim)

@@ -5,7 +5,7 @@ vectors; ``blocks`` pre-LayerNorm cross-attention blocks (LayerNorm on the queri
 memory, multi-head attention, residual, LayerNorm + feed-forward, residual) let them attend
 over every memory row. Nothing here is positional on the memory side, and LayerNorm and the
 K/V projections act per row, so a row repeated m times is the same as one row whose attention
-logit gets + log m (DESIGN.md §3a): :class:`learner.memory.Memory` carries that log-weight.
+logit gets + log m (DESIGN.md §3a): :class:`learner.model.memory.Memory` carries that log-weight.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from learner.amortization import PromptedT5
-from learner.memory import Memory
+from learner.model.amortization import PromptedT5
+from learner.model.memory import Memory
 
 
 class FeedForward(nn.Module):

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from transformers import T5Config, T5Model
 
-from learner.config import T5Spec
+from learner.model.config import T5Spec
 
 
 class TokenwiseMLP(nn.Module):

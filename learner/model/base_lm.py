@@ -1,7 +1,7 @@
 """The frozen base language model, taking a per-layer prefix as past key/values.
 
 :class:`BaseLM` wraps a Hugging Face causal LM (GPT-2 or Llama family). A prefix — P key/value
-positions for every layer, from :mod:`learner.prefix` — is handed to the model as a
+positions for every layer, from :mod:`learner.model.prefix` — is handed to the model as a
 ``DynamicCache`` that already holds P positions; the attention mask gets P leading ones and the
 real tokens take positions P, P+1, … (left padding is skipped over). The same mechanism serves
 training (``forward`` with labels) and decoding with a KV cache (:mod:`learner.decoding`).
@@ -16,9 +16,11 @@ from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 from transformers.cache_utils import DynamicCache
 
-from learner.config import LMSpec
+from learner.decoding import greedy_search, group_beam_search
+from learner.decoding.step import StepOutput
 from learner.errors import ModelLoadError
-from learner.prefix import Prefix
+from learner.model.config import LMSpec
+from learner.model.prefix import Prefix
 
 
 def lm_config_from_spec(spec: LMSpec, vocab_size: int, pad_id: int, eos_id: int, bos_id: int) -> Any:
@@ -135,6 +137,31 @@ class BaseLM(nn.Module):
             use_cache=cache is not None,
         )
 
+    def prefill(self, input_ids: Tensor, attention_mask: Tensor, prefix: Prefix | None) -> StepOutput:
+        """Decoding's first call (:class:`learner.decoding.StepModel`): the prompt after the prefix."""
+        cache, mask, positions = self.prepare(input_ids, attention_mask, prefix)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return out.logits[:, -1].float(), out.past_key_values, mask, positions[:, -1:]
+
+    def advance(self, tokens: Tensor, cache: Any, mask: Tensor, last_pos: Tensor) -> StepOutput:
+        """One more token per row (B,) after what ``cache`` holds."""
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)  # (B, S+1)
+        pos = last_pos + 1  # (B, 1)
+        out = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return out.logits[:, -1].float(), out.past_key_values, mask, pos
+
     def generate(
         self,
         input_ids: Tensor,
@@ -147,8 +174,6 @@ class BaseLM(nn.Module):
         diversity_penalty: float = 0.0,
     ) -> list[list[int]]:
         """Answer tokens (EOS excluded) for left-padded prompts, with a KV cache that starts as the prefix."""
-        from learner.decoding import greedy_search, group_beam_search
-
         if num_beams == 1:
             return greedy_search(self, input_ids, attention_mask, prefix, eos_id, max_new_tokens)
         return group_beam_search(

@@ -10,13 +10,13 @@ from typing import Any, Literal
 import torch
 from transformers import AutoConfig, T5Config, T5Model
 
-from learner.amortization import PromptedT5, t5_config_from_spec
-from learner.base_lm import BaseLM, lm_config_from_spec, lm_from_config, load_pretrained_lm
-from learner.config import ModelConfig, T5Spec
 from learner.errors import ModelLoadError
-from learner.lora import is_lora_parameter
-from learner.model import MBCModel
-from learner.tokenizer import Tokenizers
+from learner.model.amortization import PromptedT5, t5_config_from_spec
+from learner.model.base_lm import BaseLM, lm_config_from_spec, lm_from_config, load_pretrained_lm
+from learner.model.config import ModelConfig, T5Spec
+from learner.model.lora import is_lora_parameter
+from learner.model.mbc import MBCModel
+from learner.text.tokenizers import Tokenizers
 
 Init = Literal["scratch", "pretrained"]
 

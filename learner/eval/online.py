@@ -14,44 +14,32 @@ from __future__ import annotations
 
 import csv
 import json
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from learner.batching import Encoder, pad
 from learner.data.types import Document, QADataset, QAExample
 from learner.errors import CheckpointError
-from learner.memory import Memory, count_codes, memory_from_counts, memory_full, memory_naive
-from learner.metrics import best_over
-from learner.model import MBCModel
-from learner.tokenizer import Tokenizers
+from learner.eval.squad_metrics import best_over
+from learner.inference.answer import DecodeConfig, answer_questions
+from learner.inference.device import timed
+from learner.inference.encode import DocumentEncoder
+from learner.model.mbc import MBCModel
+from learner.model.memory import (
+    Aggregation,
+    Memory,
+    count_codes,
+    memory_from_counts,
+    memory_full,
+    memory_naive,
+)
+from learner.text.tokenizers import Tokenizers
 from memory_store.codec import encode_codebook, pack_codes_batch, unpack_codes_batch
-
-Aggregation = Literal["counts", "naive"]
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    num_beams: int = 1
-    num_beam_groups: int = 1
-    diversity_penalty: float = 0.0
-    max_new_tokens: int = 16
-
-    @classmethod
-    def paper(cls) -> DecodeConfig:
-        """12 beams in 4 groups, diversity penalty 10, top-1 (MAC / MBC evaluation)."""
-        return cls(12, 4, 10.0)
-
-    @property
-    def name(self) -> str:
-        return "greedy" if self.num_beams == 1 else f"beam{self.num_beams}x{self.num_beam_groups}"
 
 
 @dataclass
@@ -84,56 +72,28 @@ class Bank:
         return unpack_codes_batch(self.blobs, self.num_tokens, self.num_codes)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@contextmanager
-def timed(device: torch.device, out: list[float]) -> Iterator[None]:
-    """Append the wall time of the block (CUDA synchronized on both ends), in seconds, to ``out``."""
-    sync(device)
-    t0 = time.perf_counter()
-    yield
-    sync(device)
-    out.append(time.perf_counter() - t0)
-
-
-def _autocast(device: torch.device, bf16: bool) -> Any:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-
-
 @torch.no_grad()
 def adapt(
-    model: MBCModel,
-    encoder: Encoder,
-    docs: Sequence[Document],
-    mode: str,
-    batch_size: int,
-    device: torch.device,
-    bf16: bool = False,
+    model: MBCModel, encoder: DocumentEncoder, docs: Sequence[Document], mode: str, batch_size: int
 ) -> Bank:
-    """Amortize (and quantize + pack) ``docs`` into a bank."""
+    """Amortize (and quantize + pack) ``docs`` into a bank, through the one text -> codes path."""
     cfg = model.config
     bank = Bank(mode, len(docs), cfg.num_tokens, cfg.codebook_size)
     if mode == "none":
         return bank
     version = int(model.codebook.version)
+    vectors = model.codebook.vectors.detach()  # (C, D)
     codes_parts, vec_parts = [], []
     for i in range(0, len(docs), batch_size):
-        ids, mask = pad(
-            encoder.documents([d.text for d in docs[i : i + batch_size]]), encoder.tok.amort_pad_id
-        )
-        with _autocast(device, bf16):
-            z = model.amortizer(ids.to(device), mask.to(device)).float()  # (b, K, D)
+        texts = [d.text for d in docs[i : i + batch_size]]
         if mode == "compressed":
-            codes_parts.append(model.quantize(z).cpu().numpy())  # (b, K)
+            codes_parts.append(encoder.encode_codes(texts, vectors)[1].cpu().numpy())  # (b, K)
         else:
-            vec_parts.append(z.cpu())
+            vec_parts.append(encoder.encode(texts).cpu())  # (b, K, D)
     if mode == "compressed":
         bank.blobs = pack_codes_batch(np.concatenate(codes_parts), cfg.codebook_size)
         bank.versions = np.full(len(docs), version, dtype=np.int64)
-        bank.codebooks = {version: model.codebook.vectors.detach().float()}
+        bank.codebooks = {version: vectors.float()}
     else:
         bank.vectors = torch.cat(vec_parts)
     return bank
@@ -150,40 +110,6 @@ def bank_memory(bank: Bank, aggregation: Aggregation, device: torch.device) -> M
     if aggregation == "counts":
         return memory_from_counts(count_codes(codes, bank.versions), bank.codebooks, device)
     return memory_naive(codes, bank.versions, bank.codebooks, device)
-
-
-@torch.no_grad()
-def answer_questions(
-    model: MBCModel,
-    encoder: Encoder,
-    questions: Sequence[str],
-    memory: Memory | None,
-    decode: DecodeConfig,
-    batch_size: int,
-    device: torch.device,
-    bf16: bool = False,
-) -> list[str]:
-    """Predicted answer text for every question."""
-    preds: list[str] = []
-    for i in range(0, len(questions), batch_size):
-        chunk = list(questions[i : i + batch_size])
-        q_ids, q_mask = pad(encoder.questions_amort(chunk), encoder.tok.amort_pad_id)
-        g_ids, g_mask = pad(encoder.questions_lm(chunk), encoder.tok.lm_pad_id, left=True)
-        with _autocast(device, bf16):
-            out = model.answer(
-                q_ids.to(device),
-                q_mask.to(device),
-                g_ids.to(device),
-                g_mask.to(device),
-                memory,
-                encoder.tok.lm_eos_id,
-                max_new_tokens=decode.max_new_tokens,
-                num_beams=decode.num_beams,
-                num_beam_groups=decode.num_beam_groups,
-                diversity_penalty=decode.diversity_penalty,
-            )
-        preds += [encoder.decode(t) for t in out]
-    return preds
 
 
 @dataclass
@@ -214,7 +140,7 @@ def online_eval(
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    encoder = Encoder(tokenizers, model.config)
+    encoder = DocumentEncoder.of_model(model, tokenizers, device, bf16)
     subset = data.first_docs(num_docs)
     docs = list(subset.documents.values())
     examples: list[QAExample] = subset.examples[:max_questions] if max_questions else subset.examples
@@ -223,11 +149,11 @@ def online_eval(
     adapt_t: list[float] = []
     infer_t: list[float] = []
     with timed(device, adapt_t):
-        bank = adapt(model, encoder, docs, memory, batch_size, device, bf16)
+        bank = adapt(model, encoder, docs, memory, batch_size)
     with timed(device, infer_t):
         mem = bank_memory(bank, aggregation, device)
         preds = answer_questions(
-            model, encoder, [e.question for e in examples], mem, decode, batch_size, device, bf16
+            model, encoder.texts, [e.question for e in examples], mem, decode, batch_size, device, bf16
         )
     model.train(was_training)
     rows = [

@@ -19,14 +19,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from learner.aggregator import Aggregator
-from learner.amortization import PromptedT5
-from learner.base_lm import BaseLM
-from learner.codebook import Codebook
-from learner.config import MemoryMode, ModelConfig
-from learner.lora import apply_kv_lora, freeze_all_but_lora, lora_disabled
-from learner.memory import Memory
-from learner.prefix import Prefix, PrefixExpander
+from learner.model.aggregator import Aggregator
+from learner.model.amortization import PromptedT5
+from learner.model.base_lm import BaseLM
+from learner.model.codebook import Codebook, quantize
+from learner.model.config import MemoryMode, ModelConfig
+from learner.model.lora import apply_kv_lora, freeze_all_but_lora, lora_disabled
+from learner.model.memory import Memory
+from learner.model.prefix import Prefix, PrefixExpander
 
 
 @dataclass
@@ -127,9 +127,7 @@ class MBCModel(nn.Module):
     @torch.no_grad()
     def quantize(self, z: Tensor) -> Tensor:
         """Code indices (N, K) of context vectors (N, K, D); no usage tracking or reset."""
-        from learner.codebook import nearest_codes
-
-        return nearest_codes(z.reshape(-1, z.shape[-1]), self.codebook.vectors).view(z.shape[:-1])
+        return quantize(z, self.codebook.vectors)[0]
 
     @torch.no_grad()
     def answer(

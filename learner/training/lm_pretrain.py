@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from learner.batching import pad
 from learner.data.types import QADataset
+from learner.text.batching import pad
 
 
 def lm_corpus(ds: QADataset) -> list[str]:

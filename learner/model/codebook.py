@@ -17,7 +17,7 @@ micro-batches of the step on all processes. Every micro-batch of a step then see
 codebook, so a step is the same computation whether its micro-batches run one after another
 (gradient accumulation) or side by side on several processes.
 
-The pure functions below are shared with the online worker (DESIGN.md §3b): they return *new*
+The pure functions below are shared with the online worker (docs/DESIGN.md §3b): they return *new*
 tensors and never modify their inputs, so a codebook version that stored codes refer to is
 never overwritten.
 """
@@ -101,18 +101,11 @@ def reset_dead_codes(
 
 @dataclass
 class EmaKMeansState:
-    """Running statistics of an EMA k-means codebook (for online updates)."""
+    """Running statistics of an EMA k-means codebook."""
 
     vectors: Tensor  # (C, D)
-    cluster_size: Tensor  # (C,)
-    embed_sum: Tensor  # (C, D)
-
-
-def ema_kmeans_init(vectors: Tensor, cluster_size: Tensor | None = None) -> EmaKMeansState:
-    """Statistics that reproduce ``vectors`` exactly: embed_sum = vectors · cluster_size."""
-    size = torch.ones(vectors.shape[0], dtype=torch.float32) if cluster_size is None else cluster_size.float()
-    size = size.to(vectors.device)
-    return EmaKMeansState(vectors.float().clone(), size.clone(), vectors.float() * size[:, None])
+    cluster_size: Tensor  # (C,) EMA of assignment counts
+    embed_sum: Tensor  # (C, D) EMA of the sums of assigned vectors
 
 
 def assignment_stats(batch: Tensor, codes: Tensor, num_codes: int) -> tuple[Tensor, Tensor]:
@@ -122,30 +115,49 @@ def assignment_stats(batch: Tensor, codes: Tensor, num_codes: int) -> tuple[Tens
     return onehot.sum(0), onehot.t() @ x
 
 
-def ema_kmeans_step(
-    state: EmaKMeansState, batch: Tensor, decay: float, eps: float = 1e-5, codes: Tensor | None = None
+def ema_kmeans_update(
+    state: EmaKMeansState, counts: Tensor, sums: Tensor, decay: float, batches: int = 1, eps: float = 1e-5
 ) -> EmaKMeansState:
-    """One EMA k-means update from ``batch`` (N, D); returns a NEW state, inputs untouched.
+    """THE codebook EMA rule, used by training and by the online worker; returns a NEW state.
 
-    N_c <- γ N_c + (1-γ) n_c ;  m_c <- γ m_c + (1-γ) Σ_{z→c} z ;  e_c = m_c / Ñ_c with Laplace
-    smoothing Ñ_c = (N_c + ε) / (Σ N + C ε) · Σ N. ``codes`` are the batch's assignments when the
-    caller already has them.
+    ``counts`` (C,) and ``sums`` (C, D) were gathered over ``batches`` equal mini-batches (the
+    worker folds many batches at once; training passes one step's mean, ``batches`` = 1). With
+    g = decay**batches:
+
+        N_c <- g N_c + (1-g) n_c / batches ;  m_c <- g m_c + (1-g) Σ_{z→c} z / batches
+        e_c  = m_c / Ñ_c,  Laplace smoothing  Ñ_c = (N_c + ε) / (Σ N + C ε) · Σ N
+
+    A code that received nothing keeps its vector (its size and sum decay), so an unused code
+    never drifts towards zero; the dead-code reset re-seeds it instead. Inputs are untouched.
     """
-    codes = nearest_codes(batch, state.vectors) if codes is None else codes  # (N,)
-    counts, sums = assignment_stats(batch, codes, state.vectors.shape[0])
-    return ema_kmeans_apply(state, counts, sums, decay, eps)
-
-
-def ema_kmeans_apply(
-    state: EmaKMeansState, counts: Tensor, sums: Tensor, decay: float, eps: float = 1e-5
-) -> EmaKMeansState:
-    """The update of :func:`ema_kmeans_step` from assignment statistics n_c (C,) and Σ z (C, D)."""
+    b = float(max(batches, 1))
+    g = decay**b
     c = state.vectors.shape[0]
-    size = state.cluster_size * decay + counts * (1.0 - decay)  # (C,)
-    embed_sum = state.embed_sum * decay + sums * (1.0 - decay)  # (C, D)
+    size = state.cluster_size * g + counts / b * (1.0 - g)  # (C,)
+    embed_sum = state.embed_sum * g + sums / b * (1.0 - g)  # (C, D)
     total = size.sum()
     smoothed = (size + eps) / (total + c * eps) * total  # (C,)
-    return EmaKMeansState(embed_sum / smoothed[:, None], size, embed_sum)
+    hit = counts > 0  # (C,)
+    vectors = torch.where(hit[:, None], embed_sum / smoothed.clamp_min(1e-12)[:, None], state.vectors)
+    return EmaKMeansState(vectors, size, embed_sum)
+
+
+def perplexity(counts: Tensor) -> Tensor:
+    """exp(entropy) of a code histogram (C,): the number of codes in effective use; 0 when empty."""
+    total = counts.sum()
+    p = counts.float() / total.clamp_min(1e-12)  # (C,)
+    return torch.where(
+        total > 0, torch.exp(-torch.special.xlogy(p, p).sum()), torch.zeros((), device=p.device)
+    )
+
+
+def quantize(z: Tensor, vectors: Tensor) -> tuple[Tensor, Tensor]:
+    """THE inference-time quantization (eval, worker, ask): context vectors (..., D) against a codebook
+    (C, D) -> code indices (...) int64 and squared L2 errors (...) float32. No usage tracking."""
+    flat = z.reshape(-1, z.shape[-1]).float()  # (N, D)
+    codes = nearest_codes(flat, vectors)  # (N,)
+    err = ((flat - vectors[codes].float()) ** 2).sum(-1)  # (N,)
+    return codes.view(z.shape[:-1]), err.view(z.shape[:-1])
 
 
 @dataclass
@@ -203,9 +215,7 @@ class Codebook(nn.Module):
         loss = (
             self.beta * F.mse_loss(flat, e.detach()) if self.update == "ema" else vq_loss(flat, e, self.beta)
         )
-        hist = code_histogram(codes, self.num_codes)  # (C,)
-        probs = hist / hist.sum()
-        perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
+        ppl = perplexity(code_histogram(codes, self.num_codes))  # ()
         if self.training:
             counts, sums = assignment_stats(flat, codes, self.num_codes)
             if self.deferred:
@@ -213,7 +223,7 @@ class Codebook(nn.Module):
             else:
                 self.apply_stats(counts, sums, lambda: flat)
         quantized = straight_through(flat, e).reshape(z.shape)
-        return QuantizeOutput(quantized, codes.reshape(z.shape[:-1]), loss, perplexity)
+        return QuantizeOutput(quantized, codes.reshape(z.shape[:-1]), loss, ppl)
 
     def _collect(self, counts: Tensor, sums: Tensor, batch: Tensor) -> None:
         p = self.pending
@@ -238,7 +248,7 @@ class Codebook(nn.Module):
         vectors = self.vectors.data
         if self.update == "ema":
             state = EmaKMeansState(vectors.float(), self.ema_size, self.ema_sum)
-            state = ema_kmeans_apply(state, counts, sums, self.usage_decay)
+            state = ema_kmeans_update(state, counts, sums, self.usage_decay)
             self.ema_size.copy_(state.cluster_size)
             self.ema_sum.copy_(state.embed_sum)
             vectors = state.vectors.to(vectors.dtype)

@@ -1,4 +1,4 @@
-"""Word pools of the synthetic knowledge stream (:mod:`learner.synth`): names, facts, distractors."""
+"""Word pools of the synthetic knowledge stream (:mod:`learner.data.synth.generator`): names, facts, distractors."""
 
 from __future__ import annotations
 

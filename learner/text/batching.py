@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from learner.config import ModelConfig
 from learner.data.types import QADataset
-from learner.model import TrainBatch
-from learner.tokenizer import Tokenizers
+from learner.model.config import ModelConfig
+from learner.model.mbc import TrainBatch
+from learner.text.tokenizers import Tokenizers
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def pad(seqs: Sequence[Sequence[int]], value: int, left: bool = False) -> tuple[
     return ids, mask
 
 
-class Encoder:
+class TextBatcher:
     """Tokenizes texts the way the model was trained to read them."""
 
     def __init__(self, tokenizers: Tokenizers, cfg: ModelConfig) -> None:

@@ -15,11 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
+
+# How a memory is built from stored codes: counts per (version, code), exact (docs/DESIGN.md §3a),
+# or every stored code (the naive path: O(bank), for tests and benchmarks).
+Aggregation = Literal["counts", "naive"]
 
 
 @dataclass

@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from learner.aggregator import CrossAttentionBlock
-from learner.codebook import nearest_codes
-from learner.memory import Memory
-from learner.model import MBCModel, TrainBatch
+from learner.model.aggregator import CrossAttentionBlock
+from learner.model.codebook import nearest_codes
+from learner.model.mbc import MBCModel, TrainBatch
+from learner.model.memory import Memory
 
 
 def own_document_attention_loss(model: MBCModel, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,14 @@
-"""Turning document texts into context vectors with a trained checkpoint (tokenize + amortize).
+"""THE text -> context vectors -> codes path, used by evaluation, the worker, `mbc ask` and the demo.
 
-The worker quantizes those vectors itself against the codebook *version* it currently follows
-(:mod:`learner.worker.online_codebook`), not against the checkpoint's own codebook parameter, so
-that online updates never change what stored codes mean (DESIGN.md §3b).
+:class:`DocumentEncoder` tokenizes documents exactly as training did and amortizes them
+(tokenize + amortize); :func:`learner.model.codebook.quantize` turns the vectors into codes
+against a given codebook. The worker quantizes against the codebook *version* it follows
+(:mod:`learner.worker.online_codebook`), evaluation against the checkpoint's own codebook, so
+that online updates never change what stored codes mean (docs/DESIGN.md §3b).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from infra.logging import get_logger
-
-log = get_logger(__name__)
+from learner.inference.device import pick_device
+from learner.model.codebook import quantize
+from learner.model.mbc import MBCModel
+from learner.text.batching import TextBatcher, pad
+from learner.text.tokenizers import Tokenizers
 
 
 class TextEncoder(Protocol):
@@ -47,27 +50,18 @@ class PoisonDocument(Exception):
     """A document the model cannot take (e.g. its text does not tokenize)."""
 
 
-def pick_device(requested: str) -> torch.device:
-    """``auto`` -> CUDA when available; asking for CUDA without one falls back to CPU with a warning."""
-    if requested in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    if requested == "cuda":
-        log.warning("CUDA requested but not available; running on CPU")
-        warnings.warn("CUDA requested but not available; running on CPU", RuntimeWarning, stacklevel=2)
-    return torch.device("cpu")
-
-
 @dataclass
-class CheckpointEncoder:
-    """A trained MBC checkpoint's amortization network, in eval mode, on one device."""
+class DocumentEncoder:
+    """A trained MBC model's amortization network, in eval mode, on one device."""
 
-    model: Any  # learner.model.MBCModel
-    texts: Any  # learner.batching.Encoder: tokenizes exactly as training did
+    model: MBCModel
+    texts: TextBatcher  # tokenizes exactly as training did
     max_tokens: int
     _device: torch.device
-    # The amortizer prepared for inference (learner.fast_attention); None: the model's own, autocast.
+    # The amortizer prepared for inference (learner.model.fast_attention); None: the model's own.
     fast: Callable[[Tensor, Tensor], Tensor] | None = None
     pad_to: int = 1  # pad token length up to a multiple of this (fewer shapes for torch.compile)
+    autocast_bf16: bool = False  # the model's own amortizer under bf16 autocast (None ``fast`` only)
 
     @classmethod
     def load(
@@ -77,16 +71,15 @@ class CheckpointEncoder:
         max_tokens: int | None = None,
         precision: str = "auto",
         compile: bool = False,
-    ) -> CheckpointEncoder:
+    ) -> DocumentEncoder:
         """Load ``checkpoint`` on ``device``.
 
         ``precision``: ``auto`` (bf16 weights on CUDA, fp32 on CPU), ``bf16``, ``fp32`` or
         ``autocast`` (fp32 weights under bf16 autocast on CUDA: the slow path, kept for comparison).
         ``compile``: ``torch.compile`` the amortizer (GPU; the first batches of a shape compile).
         """
-        from learner.batching import Encoder
-        from learner.checkpoint import load_checkpoint, resolve_checkpoint
-        from learner.fast_attention import inference_amortizer
+        from learner.model.fast_attention import inference_amortizer
+        from learner.training.checkpoint import load_checkpoint, resolve_checkpoint
 
         dev = pick_device(device)
         model, tokenizers, _meta = load_checkpoint(resolve_checkpoint(checkpoint), dev)
@@ -96,7 +89,24 @@ class CheckpointEncoder:
         if precision != "autocast":
             bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
             fast = inference_amortizer(model.amortizer, dev, bf16=bf16, compile=compile)
-        return cls(model, Encoder(tokenizers, model.config), limit, dev, fast, 64 if compile else 1)
+        return cls(
+            model,
+            TextBatcher(tokenizers, model.config),
+            limit,
+            dev,
+            fast,
+            64 if compile else 1,
+            autocast_bf16=dev.type == "cuda",
+        )
+
+    @classmethod
+    def of_model(
+        cls, model: MBCModel, tokenizers: Tokenizers, device: torch.device, bf16: bool = False
+    ) -> DocumentEncoder:
+        """The encoder of an in-memory model as it is (training-time evaluation): its own
+        amortizer, under bf16 autocast when ``bf16``."""
+        return cls(model, TextBatcher(tokenizers, model.config), model.config.max_doc_tokens, device,
+                   autocast_bf16=bf16)  # fmt: skip
 
     @property
     def device(self) -> torch.device:
@@ -114,8 +124,6 @@ class CheckpointEncoder:
         return self.model.codebook.vectors.detach().float().clone()  # (C, D)
 
     def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        from learner.batching import pad
-
         seqs = [ids[: self.max_tokens] for ids in self.texts.documents(texts)]
         ids, mask = pad(seqs, self.texts.tok.amort_pad_id)  # (N, T), (N, T)
         extra = -ids.shape[1] % self.pad_to
@@ -135,15 +143,24 @@ class CheckpointEncoder:
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> Tensor:
+        """(N,) texts -> (N, K, D) float32 context vectors."""
         ids, mask = self.tokenize(texts)
         ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
         if self.fast is not None:
             return self.fast(ids, mask).float()  # (N, K, D)
-        autocast = (
-            torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-            if self.device.type == "cuda"
+        autocast: Any = (
+            torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            if self.autocast_bf16
             else nullcontext()
         )
         with autocast:
             z = self.model.amortize(ids, mask)  # (N, K, D)
         return z.float()
+
+    @torch.no_grad()
+    def encode_codes(self, texts: Sequence[str], vectors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(N,) texts -> context vectors (N, K, D), codes (N, K) against ``vectors`` (C, D), and
+        the squared quantization errors (N, K)."""
+        z = self.encode(texts)
+        codes, err = quantize(z, vectors)
+        return z, codes, err

@@ -32,12 +32,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from learner.build import ArchConfigs, arch_configs, build_from_arch, load_pretrained_lm
-from learner.config import ModelConfig, TrainConfig, model_config_from_dict, train_config_from_dict
 from learner.errors import CheckpointError
-from learner.lora import is_lora_parameter
-from learner.model import MBCModel
-from learner.tokenizer import Tokenizers
+from learner.model.build import ArchConfigs, arch_configs, build_from_arch, load_pretrained_lm
+from learner.model.config import ModelConfig, TrainConfig, model_config_from_dict, train_config_from_dict
+from learner.model.lora import is_lora_parameter
+from learner.model.mbc import MBCModel
+from learner.text.tokenizers import Tokenizers
 
 FORMAT = 1
 
@@ -53,7 +53,7 @@ class CheckpointMeta:
     step: int
 
     def to_json(self) -> dict[str, Any]:
-        from learner.config import config_to_dict
+        from learner.model.config import config_to_dict
 
         return {
             "format": FORMAT,

@@ -12,9 +12,9 @@ epoch are restored, and epoch orders are a function of (seed, epoch).
 
 Several processes (``torchrun --nproc_per_node N mbc train ...``; accelerate picks gloo on CPU,
 NCCL on GPUs) split every optimizer step's micro-batches between them
-(:func:`learner.sampling.shard_batches`): N processes with ``grad_accum`` A take the same steps
+(:func:`learner.training.sampling.shard_batches`): N processes with ``grad_accum`` A take the same steps
 over the same global batches as one process with N·A. Gradients are averaged by DDP; the codebook
-is updated once per step from the statistics of all processes (:mod:`learner.codebook`);
+is updated once per step from the statistics of all processes (:mod:`learner.model.codebook`);
 evaluation decisions use process 0's numbers; only process 0 writes checkpoints, metrics and
 ``base_lm``. Positions are counted in global micro-batches, and resuming on another number of
 processes keeps the global batch (``grad_accum`` is rescaled), so a checkpoint continues on any
@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -38,9 +36,13 @@ import torch
 from tqdm import tqdm
 
 from infra.logging import get_logger
-from learner.batching import Encoder, collate_train
-from learner.build import Init, arch_configs
-from learner.checkpoint import (
+from learner.data.types import QADataset
+from learner.eval.online import online_eval
+from learner.model.build import arch_configs
+from learner.model.mbc import MBCModel, TrainBatch
+from learner.text.batching import TextBatcher, collate_train
+from learner.text.tokenizers import Tokenizers
+from learner.training.checkpoint import (
     CheckpointMeta,
     load_checkpoint,
     load_training_state,
@@ -48,67 +50,20 @@ from learner.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from learner.config import ModelConfig, TrainConfig
-from learner.data.types import QADataset
-from learner.errors import ConfigValueError
-from learner.evaluate import online_eval
-from learner.model import MBCModel, TrainBatch
-from learner.sampling import (
+from learner.training.codebook_sync import update_codebook
+from learner.training.init import build_for_training
+from learner.training.sampling import (
     epoch_batches,
     epoch_order,
     global_micro_index,
     micro_batches_per_epoch,
     shard_batches,
 )
-from learner.setup import build_for_training
-from learner.tokenizer import Tokenizers
-from learner.warmup import init_codebook_from_context, retrieval_warmup
+from learner.training.spec import RunSpec, TrainResult, TrainState, keep_global_batch, seed_everything
+from learner.training.warmup import init_codebook_from_context, retrieval_warmup
 
-log = get_logger("learner.train")
+log = get_logger("learner.training.trainer")
 WARMUP_EPOCHS = 1_000_000  # epoch numbers whose orders feed the retrieval warm-up
-
-
-@dataclass
-class TrainState:
-    """Progress of a run, saved in every checkpoint (``trainer_state.json``)."""
-
-    step: int = 0  # optimizer steps taken
-    epoch: int = 0  # current epoch
-    batch_in_epoch: int = 0  # micro-batches of the current epoch already done, by all processes together
-    examples: int = 0  # QA examples back-propagated so far, by all processes together
-    best_val_loss: float = math.inf
-    best_em: float = -1.0
-    best_f1: float = -1.0
-    bad_evals: int = 0  # evaluations since the validation loss last improved
-    stopped_early: bool = False
-    finished: bool = False
-    processes: int = 1  # processes of the run that saved this state (resuming keeps its global batch)
-
-
-@dataclass
-class RunSpec:
-    run_dir: Path
-    model: ModelConfig
-    train: TrainConfig
-    init: Init = "scratch"
-    lm_source: str | None = None  # local trained LM to use instead of building one
-    lm_corpus: QADataset | None = None  # from-scratch base LM pretraining corpus
-    # Debugging aid (`--trace-batches`): every process appends the ids of the examples of each
-    # micro-batch it trains on to <run_dir>/trace/rank<R>.jsonl. Not saved in checkpoints.
-    trace_batches: bool = False
-
-
-@dataclass
-class TrainResult:
-    state: TrainState
-    run_dir: Path
-    last_metrics: dict[str, Any]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _lr_lambda(warmup: int) -> Any:
@@ -117,30 +72,6 @@ def _lr_lambda(warmup: int) -> Any:
 
 def _unwrap(model: Any) -> MBCModel:
     return model.module if hasattr(model, "module") else model  # type: ignore[no-any-return]
-
-
-def keep_global_batch(train: TrainConfig, saved_processes: int, processes: int) -> TrainConfig:
-    """``train`` with ``grad_accum`` rescaled so that a run saved by ``saved_processes`` processes
-    keeps its micro-batches per optimizer step on ``processes`` processes.
-
-    The global batch fixes the steps per epoch, the LR schedule and which global micro-batches a
-    step covers, so a resumed run continues the same optimisation whatever hardware it runs on.
-    """
-    per_step = saved_processes * train.grad_accum
-    if per_step % processes:
-        raise ConfigValueError(
-            f"the checkpoint was written by {saved_processes} process(es) with grad_accum "
-            f"{train.grad_accum}: its {per_step} micro-batches per optimizer step cannot be split "
-            f"over {processes} processes"
-        )
-    if saved_processes != processes:
-        log.info(
-            "resuming on another number of processes",
-            saved_processes=saved_processes,
-            processes=processes,
-            grad_accum=per_step // processes,
-        )
-    return replace(train, grad_accum=per_step // processes)
 
 
 @torch.no_grad()
@@ -201,8 +132,8 @@ class Trainer:
             cpu=cpu,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
-        self.encoded = Encoder(self.tok, self.spec.model).encode(train_ds)
-        self.val_encoded = Encoder(self.tok, self.spec.model).encode(val_ds)
+        self.encoded = TextBatcher(self.tok, self.spec.model).encode(train_ds)
+        self.val_encoded = TextBatcher(self.tok, self.spec.model).encode(val_ds)
         self.groups = [ex.group for ex in train_ds.examples]
         if not resume and tcfg.retrieval_warmup_steps > 0:
             self._warm_up(model)
@@ -380,46 +311,8 @@ class Trainer:
         self.state.step += 1
         self._update_codebook()
 
-    @torch.no_grad()
     def _update_codebook(self) -> None:
-        """Apply the step's codebook statistics: means over all its micro-batches on all processes."""
-        book = _unwrap(self.acc.unwrap_model(self.model)).codebook
-        stats = book.take_pending()
-        if stats is None:  # full memory (MAC): no codebook in the forward
-            return
-        c = stats.counts.numel()
-        packed = torch.cat([stats.counts, stats.sums.flatten(), stats.counts.new_tensor([stats.batches])])
-        if self.acc.num_processes > 1:
-            import torch.distributed as dist
-
-            dist.all_reduce(packed)  # sums; counts and batch counts are integers, so exact
-        n = packed[-1]
-        book.apply_stats(packed[:c] / n, packed[c:-1].view_as(stats.sums) / n, lambda: self._pool(stats.pool))
-        if self.acc.num_processes > 1:
-            self._sync_codebook()
-
-    def _pool(self, pool: list[torch.Tensor]) -> torch.Tensor:
-        """The step's context vectors of all processes, in global micro-batch order — what one
-        process running the whole step would hold — to re-seed dead codes from."""
-        world = self.acc.num_processes
-        if world == 1:
-            return torch.cat(pool)
-        import torch.distributed as dist
-
-        gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, [t.cpu() for t in pool])  # CPU: unpickled on another process
-        ordered = [gathered[r][i] for i in range(len(pool)) for r in range(world)]  # global i·world + r
-        return torch.cat(ordered).to(pool[0].device)
-
-    @torch.no_grad()
-    def _sync_codebook(self) -> None:
-        """Every process applied the same reduced statistics; process 0's codebook is made
-        authoritative anyway, so that last-bit differences between devices cannot accumulate."""
-        import torch.distributed as dist
-
-        book = _unwrap(self.acc.unwrap_model(self.model)).codebook
-        for t in (book.vectors.data, book.usage, book.ema_size, book.ema_sum):
-            dist.broadcast(t, src=0)
+        update_codebook(_unwrap(self.acc.unwrap_model(self.model)).codebook, self.acc.num_processes)
 
     def _train_means(self, losses: list[tuple[float, float, float]]) -> tuple[float, float, float]:
         """Mean QA loss, VQ loss and perplexity of the epoch's micro-batches on all processes

@@ -3,10 +3,10 @@
 * ``--init pretrained``: networks and tokenizers from their Hugging Face names or local paths.
 * ``--init scratch``: a byte-level BPE tokenizer trained on the training corpus (shared by both
   sides), networks from config with random weights; the base LM is first trained as a plain LM on
-  the ``--lm-corpus`` when given (:mod:`learner.lm_pretrain`) and saved to ``<run>/base_lm`` so that
+  the ``--lm-corpus`` when given (:mod:`learner.training.lm_pretrain`) and saved to ``<run>/base_lm`` so that
   other runs (e.g. the MAC baseline) can reuse it with ``--base-lm``.
 * ``--base-lm DIR`` (with scratch): that trained LM and its tokenizer; the T5s from scratch.
-* Random-init encoders then get a retrieval warm-up at the start of training (:mod:`learner.warmup`).
+* Random-init encoders then get a retrieval warm-up at the start of training (:mod:`learner.training.warmup`).
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ import torch
 from transformers import T5Model
 
 from infra.logging import get_logger
-from learner.amortization import t5_config_from_spec
-from learner.base_lm import lm_config_from_spec, lm_from_config, load_pretrained_lm
-from learner.build import assemble, build_model
-from learner.lm_pretrain import lm_corpus, pretrain_lm
-from learner.model import MBCModel
-from learner.tokenizer import Tokenizers, corpus_texts, load_tokenizer, train_tokenizer
+from learner.model.amortization import t5_config_from_spec
+from learner.model.base_lm import lm_config_from_spec, lm_from_config, load_pretrained_lm
+from learner.model.build import assemble, build_model
+from learner.model.mbc import MBCModel
+from learner.text.tokenizers import Tokenizers, corpus_texts, load_tokenizer, train_tokenizer
+from learner.training.lm_pretrain import lm_corpus, pretrain_lm
 
 if TYPE_CHECKING:
     from learner.data.types import QADataset
-    from learner.train import RunSpec
+    from learner.training.spec import RunSpec
 
-log = get_logger("learner.setup")
+log = get_logger("learner.training.init")
 
 
 def _scratch_lm(

@@ -1,4 +1,4 @@
-"""Greedy and diverse (group) beam search over a prefixed base LM, with a KV cache.
+"""Diverse (group) beam search over a prefixed base LM, with a KV cache.
 
 transformers 5 moved group beam search to a hub repository that cannot be fetched here, so the
 papers' decoding (12 beams in 4 groups, diversity penalty 10, top-1; Vijayakumar et al. 2016,
@@ -10,71 +10,12 @@ finished hypotheses as beams and none of its running beams can still beat the wo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from learner.base_lm import BaseLM
-    from learner.prefix import Prefix
-
-
-def _prefill(
-    lm: BaseLM, input_ids: Tensor, attention_mask: Tensor, prefix: Prefix | None
-) -> tuple[Tensor, Any, Tensor, Tensor]:
-    cache, mask, positions = lm.prepare(input_ids, attention_mask, prefix)
-    out = lm.model(
-        input_ids=input_ids,
-        attention_mask=mask,
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-    )
-    return out.logits[:, -1].float(), out.past_key_values, mask, positions[:, -1:]
-
-
-def _advance(
-    lm: BaseLM, tokens: Tensor, cache: Any, mask: Tensor, last_pos: Tensor
-) -> tuple[Tensor, Any, Tensor, Tensor]:
-    mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)  # (B, S+1)
-    pos = last_pos + 1  # (B, 1)
-    out = lm.model(
-        input_ids=tokens[:, None],
-        attention_mask=mask,
-        position_ids=pos,
-        past_key_values=cache,
-        use_cache=True,
-    )
-    return out.logits[:, -1].float(), out.past_key_values, mask, pos
-
-
-@torch.no_grad()
-def greedy_search(
-    lm: BaseLM,
-    input_ids: Tensor,
-    attention_mask: Tensor,
-    prefix: Prefix | None,
-    eos_id: int,
-    max_new_tokens: int,
-) -> list[list[int]]:
-    """Argmax decoding; returns each row's tokens up to (not including) EOS."""
-    logits, cache, mask, pos = _prefill(lm, input_ids, attention_mask, prefix)
-    b = input_ids.shape[0]
-    outputs: list[list[int]] = [[] for _ in range(b)]
-    done = torch.zeros(b, dtype=torch.bool)
-    for step in range(max_new_tokens):
-        tokens = logits.argmax(-1)  # (B,)
-        for i, t in enumerate(tokens.tolist()):
-            if not done[i]:
-                if t == eos_id:
-                    done[i] = True
-                else:
-                    outputs[i].append(t)
-        if bool(done.all()) or step == max_new_tokens - 1:
-            break
-        logits, cache, mask, pos = _advance(lm, tokens, cache, mask, pos)
-    return outputs
+from learner.decoding.step import StepModel
 
 
 @dataclass
@@ -95,10 +36,10 @@ class _Hyps:
 
 @torch.no_grad()
 def group_beam_search(
-    lm: BaseLM,
+    lm: StepModel,
     input_ids: Tensor,
     attention_mask: Tensor,
-    prefix: Prefix | None,
+    prefix: Any,
     eos_id: int,
     max_new_tokens: int,
     num_beams: int,
@@ -109,7 +50,7 @@ def group_beam_search(
     if num_beams % num_groups:
         raise ValueError(f"num_beams {num_beams} must be a multiple of num_beam_groups {num_groups}")
     gs, b = num_beams // num_groups, input_ids.shape[0]
-    logits, cache, mask, pos = _prefill(lm, input_ids, attention_mask, prefix)
+    logits, cache, mask, pos = lm.prefill(input_ids, attention_mask, prefix)
     rep = torch.arange(b).repeat_interleave(num_beams)  # (B*nb,) row -> item
     logits, mask, pos = logits[rep], mask[rep], pos[rep]
     cache.batch_repeat_interleave(num_beams)
@@ -155,7 +96,7 @@ def group_beam_search(
         if all(all(d) for d in done) or step == max_new_tokens - 1:
             break
         cache.reorder_cache(new_rows)
-        logits, cache, mask, pos = _advance(lm, new_tokens, cache, mask[new_rows], pos[new_rows])
+        logits, cache, mask, pos = lm.advance(new_tokens, cache, mask[new_rows], pos[new_rows])
     results = []
     for i in range(b):
         pool: list[tuple[float, list[int]]] = []

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from learner.data.synth.pools import DISTRACTORS, FIRST_NAMES, RELATIONS, SURNAMES, Relation
 from learner.errors import ConfigValueError
-from learner.synth_pools import DISTRACTORS, FIRST_NAMES, RELATIONS, SURNAMES, Relation
 
 SPLITS = ("pretrain", "train", "val", "test")
 

@@ -1,0 +1,69 @@
+"""Answering questions against a memory: decoding settings and the batched answer loop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from learner.model.mbc import MBCModel
+from learner.model.memory import Memory
+from learner.text.batching import TextBatcher, pad
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    num_beams: int = 1
+    num_beam_groups: int = 1
+    diversity_penalty: float = 0.0
+    max_new_tokens: int = 16
+
+    @classmethod
+    def paper(cls) -> DecodeConfig:
+        """12 beams in 4 groups, diversity penalty 10, top-1 (MAC / MBC evaluation)."""
+        return cls(12, 4, 10.0)
+
+    @property
+    def name(self) -> str:
+        return "greedy" if self.num_beams == 1 else f"beam{self.num_beams}x{self.num_beam_groups}"
+
+
+def _autocast(device: torch.device, bf16: bool) -> Any:
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+@torch.no_grad()
+def answer_questions(
+    model: MBCModel,
+    texts: TextBatcher,
+    questions: Sequence[str],
+    memory: Memory | None,
+    decode: DecodeConfig,
+    batch_size: int,
+    device: torch.device,
+    bf16: bool = False,
+) -> list[str]:
+    """Predicted answer text for every question."""
+    preds: list[str] = []
+    for i in range(0, len(questions), batch_size):
+        chunk = list(questions[i : i + batch_size])
+        q_ids, q_mask = pad(texts.questions_amort(chunk), texts.tok.amort_pad_id)
+        g_ids, g_mask = pad(texts.questions_lm(chunk), texts.tok.lm_pad_id, left=True)
+        with _autocast(device, bf16):
+            out = model.answer(
+                q_ids.to(device),
+                q_mask.to(device),
+                g_ids.to(device),
+                g_mask.to(device),
+                memory,
+                texts.tok.lm_eos_id,
+                max_new_tokens=decode.max_new_tokens,
+                num_beams=decode.num_beams,
+                num_beam_groups=decode.num_beam_groups,
+                diversity_penalty=decode.diversity_penalty,
+            )
+        preds += [texts.decode(t) for t in out]
+    return preds
