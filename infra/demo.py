@@ -664,9 +664,7 @@ def _ask(assets: dict[str, Path], store: Any, shown: int) -> dict[str, Any]:
     qa = [json.loads(line) for line in assets["questions"].read_text(encoding="utf-8").splitlines() if line]
     answerer = Answerer(assets["checkpoint"], store, device="cpu")
     texts = [q["question"] for q in qa]
-    bare = answer_questions(
-        answerer.model, answerer.texts, texts, None, answerer.decode, 16, answerer.device
-    )
+    bare = answer_questions(answerer.model, answerer.texts, texts, None, answerer.decode, 16, answerer.device)
     rows = []
     docs = {"all": 0, "slice": 0}
     for q, without in zip(qa, bare, strict=True):

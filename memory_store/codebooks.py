@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from memory_store import codec
 from memory_store.errors import CodebookConflict, InvalidRecord, UnknownCodebookVersion
 from memory_store.models import codebook_versions
-from memory_store.records import Codebook, CodebookHealth, CodebookInfo
+from memory_store.records import CodebookHealth, CodebookInfo, StoredCodebook
 from memory_store.timeutil import now
 
 _INFO_COLUMNS = [c for c in codebook_versions.c if c.name not in ("vectors",)]
@@ -127,12 +127,12 @@ def list_versions(conn: Connection) -> list[CodebookInfo]:
     return [_info(r) for r in rows]
 
 
-def load(conn: Connection, version: int) -> Codebook:
+def load(conn: Connection, version: int) -> StoredCodebook:
     """A version with its vectors; :class:`UnknownCodebookVersion` if it is not stored."""
     row = conn.execute(sa.select(codebook_versions).where(codebook_versions.c.version == version)).first()
     if row is None:
         raise UnknownCodebookVersion(f"codebook version {version} does not exist")
-    return Codebook(_info(row), codec.decode_codebook(bytes(row.vectors)))
+    return StoredCodebook(_info(row), codec.decode_codebook(bytes(row.vectors)))
 
 
 def raw_vectors(conn: Connection, version: int) -> bytes:

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from infra.logging import get_logger
 from memory_store.db import sqlite_path
 from memory_store.errors import IndexUnavailable, InvalidRecord
-from memory_store.records import Codebook, CodebookInfo
+from memory_store.records import CodebookInfo, StoredCodebook
 
 log = get_logger(__name__)
 SIDECAR_FORMAT = 1
@@ -46,7 +46,7 @@ class CodebookIndex:
         self.dim = int(index.d)
 
     @classmethod
-    def build(cls, codebook: Codebook) -> CodebookIndex:
+    def build(cls, codebook: StoredCodebook) -> CodebookIndex:
         import faiss
 
         index = faiss.IndexFlatL2(codebook.info.dim)
@@ -77,7 +77,7 @@ class IndexCache:
         self,
         directory: Path,
         info: Callable[[int], CodebookInfo],
-        codebook: Callable[[int], Codebook],
+        codebook: Callable[[int], StoredCodebook],
     ) -> None:
         self.directory = directory
         self._info = info

@@ -80,7 +80,7 @@ class CodebookVersion(Base):
     )
 
 
-class Document(Base):
+class DocumentRow(Base):
     """One stored document: metadata, where it came from, and its K packed codes."""
 
     __tablename__ = "documents"
@@ -128,7 +128,7 @@ class DailyCodeCount(Base):
     __table_args__ = (sa.CheckConstraint("n >= 0", name="ck_code_counts_daily_n"),)
 
 
-class ConsumedOffset(Base):
+class ConsumedOffsetRow(Base):
     """The next Kafka offset to consume per (group, topic, partition), committed with the documents."""
 
     __tablename__ = "consumed_offsets"
@@ -140,9 +140,9 @@ class ConsumedOffset(Base):
     __table_args__ = (sa.CheckConstraint("next_offset >= 0", name="ck_consumed_offsets_next"),)
 
 
-documents = cast(sa.Table, Document.__table__)
+documents = cast(sa.Table, DocumentRow.__table__)
 sources = cast(sa.Table, Source.__table__)
 codebook_versions = cast(sa.Table, CodebookVersion.__table__)
 code_counts = cast(sa.Table, CodeCount.__table__)
 code_counts_daily = cast(sa.Table, DailyCodeCount.__table__)
-consumed_offsets = cast(sa.Table, ConsumedOffset.__table__)
+consumed_offsets = cast(sa.Table, ConsumedOffsetRow.__table__)

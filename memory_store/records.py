@@ -99,7 +99,7 @@ class CodebookInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Codebook:
+class StoredCodebook:
     """A codebook version with its (C, D) float32 vectors."""
 
     info: CodebookInfo

@@ -29,13 +29,13 @@ from memory_store.index import CodebookIndex, IndexCache, default_index_dir
 from memory_store.migrate import current_revision, ensure_current, upgrade
 from memory_store.models import codebook_versions, consumed_offsets, documents, sources
 from memory_store.records import (
-    Codebook,
     CodebookHealth,
     CodebookInfo,
     CodeCount,
     ConsumedOffset,
     DocumentRecord,
     SourcePosition,
+    StoredCodebook,
     StoredDocument,
     StoreStats,
     WriteResult,
@@ -211,7 +211,7 @@ class MemoryStore:
         with read_transaction(self.engine) as conn:
             return codebooks.latest_version(conn)
 
-    def get_codebook(self, version: int) -> Codebook:
+    def get_codebook(self, version: int) -> StoredCodebook:
         """A version with its vectors."""
         with read_transaction(self.engine) as conn:
             return codebooks.load(conn, version)

@@ -35,7 +35,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedBatch:
+class PreparedWrite:
     """A validated batch: unique records (first occurrence wins) and their decoded codes."""
 
     records: tuple[DocumentRecord, ...]
@@ -43,7 +43,7 @@ class PreparedBatch:
     repeated: tuple[str, ...]  # ids that appeared more than once in the batch
 
 
-def prepare(docs: Sequence[DocumentRecord], num_codes: Mapping[int, int]) -> PreparedBatch:
+def prepare(docs: Sequence[DocumentRecord], num_codes: Mapping[int, int]) -> PreparedWrite:
     """Validate ``docs`` against the codec and the codebook sizes (version -> C); decode codes."""
     seen: dict[str, int] = {}
     unique: list[DocumentRecord] = []
@@ -66,7 +66,7 @@ def prepare(docs: Sequence[DocumentRecord], num_codes: Mapping[int, int]) -> Pre
             raise InvalidRecord(f"codes of codebook version {version}: {e}") from None
         for row, i in zip(codes, members, strict=True):
             decoded[i] = row
-    return PreparedBatch(tuple(unique), tuple(d for d in decoded if d is not None), tuple(repeated))
+    return PreparedWrite(tuple(unique), tuple(d for d in decoded if d is not None), tuple(repeated))
 
 
 def _check(doc: DocumentRecord, num_codes: Mapping[int, int]) -> None:
@@ -112,7 +112,7 @@ def source_ids(conn: Connection, names: Iterable[str], known: Mapping[str, int])
     return found
 
 
-def insert_documents(conn: Connection, batch: PreparedBatch, sids: Mapping[str, int]) -> set[str]:
+def insert_documents(conn: Connection, batch: PreparedWrite, sids: Mapping[str, int]) -> set[str]:
     """Insert the batch's documents; return the ids this transaction actually inserted."""
     if not batch.records:
         return set()

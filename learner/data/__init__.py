@@ -27,7 +27,7 @@ from learner.data.archivalqa import (
 )
 from learner.data.squad import load_squad
 from learner.data.streamingqa import load_streamingqa_csv, load_streamingqa_jsonl
-from learner.data.types import Document, QADataset, QAExample
+from learner.data.types import QADataset, QADocument, QAExample
 from learner.errors import DataFormatError
 
 Format = Literal[
@@ -42,7 +42,7 @@ FORMATS: tuple[str, ...] = (
     "archivalqa-processed",
 )
 
-__all__ = ["FORMATS", "Document", "Format", "QADataset", "QAExample", "detect_format", "load_dataset"]
+__all__ = ["FORMATS", "Format", "QADataset", "QADocument", "QAExample", "detect_format", "load_dataset"]
 
 
 def detect_format(path: Path) -> str:

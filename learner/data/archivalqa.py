@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from learner.data.io import field, read_csv, read_jsonl
-from learner.data.types import Document, QADataset, QAExample
+from learner.data.types import QADataset, QADocument, QAExample
 from learner.errors import DataFormatError
 
 OFFICIAL_COLUMNS = ("id", "question", "answer", "para_id")
@@ -39,7 +39,7 @@ def load_archivalqa_official(path: Path, paragraphs: Path) -> QADataset:
         para = row["para_id"]
         if para not in texts:
             raise DataFormatError(path, f"para_id {para!r} not found in {paragraphs}", line=line)
-        ds.documents.setdefault(para, Document(para, texts[para]))
+        ds.documents.setdefault(para, QADocument(para, texts[para]))
         ds.examples.append(
             QAExample(
                 row["id"], para, row["question"].strip(), (row["answer"].strip(),), para.rsplit("_", 1)[0]
@@ -54,7 +54,7 @@ def load_archivalqa_processed(path: Path) -> QADataset:
         if not row["para_num"].strip().lstrip("-").isdigit():
             raise DataFormatError(path, f"para_num {row['para_num']!r} is not an integer", line=line)
         doc_id = f"{row['doc_id']}_{int(row['para_num'])}"
-        ds.documents.setdefault(doc_id, Document(doc_id, row["ans_paragraph"]))
+        ds.documents.setdefault(doc_id, QADocument(doc_id, row["ans_paragraph"]))
         qa_id = row.get("id") or f"{path.stem}-{len(ds.examples)}"
         ds.examples.append(
             QAExample(qa_id, doc_id, row["question"].strip(), (row["answer"].strip(),), row["doc_id"])

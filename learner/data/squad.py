@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from learner.data.types import Document, QADataset, QAExample
+from learner.data.types import QADataset, QADocument, QAExample
 from learner.errors import DataFormatError
 
 
@@ -37,7 +37,7 @@ def load_squad(path: Path) -> QADataset:
             where = f"data[{a}].paragraphs[{p}]"
             context = _need(para, "context", str, path, where)
             doc_id = f"{title}#{p}"
-            ds.documents[doc_id] = Document(doc_id, context)
+            ds.documents[doc_id] = QADocument(doc_id, context)
             for q, qa in enumerate(_need(para, "qas", list, path, where)):
                 qwhere = f"{where}.qas[{q}]"
                 answers = _need(qa, "answers", list, path, qwhere)

@@ -15,7 +15,7 @@ import hashlib
 from pathlib import Path
 
 from learner.data.io import field, read_csv, read_jsonl
-from learner.data.types import Document, QADataset, QAExample
+from learner.data.types import QADataset, QADocument, QAExample
 from learner.errors import DataFormatError
 
 QA_FIELDS = (
@@ -37,16 +37,16 @@ def text_doc_id(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def load_documents_jsonl(path: Path) -> dict[str, Document]:
+def load_documents_jsonl(path: Path) -> dict[str, QADocument]:
     """WMT-style documents: ``sorting_key`` (or ``id``), ``text``, optional ``publication_ts``."""
-    docs: dict[str, Document] = {}
+    docs: dict[str, QADocument] = {}
     for line, obj in read_jsonl(path):
         key = "sorting_key" if "sorting_key" in obj else "id"
         doc_id = str(field(obj, key, (str, int), path, line))
         ts = obj.get("publication_ts")
         if ts is not None and not isinstance(ts, int):
             raise DataFormatError(path, "field 'publication_ts': expected int", line=line)
-        docs[doc_id] = Document(doc_id, field(obj, "text", str, path, line), ts)
+        docs[doc_id] = QADocument(doc_id, field(obj, "text", str, path, line), ts)
     return docs
 
 
@@ -87,7 +87,7 @@ def load_streamingqa_csv(path: Path) -> QADataset:
         answers = tuple(a.strip() for a in row["answers"].split(ANSWER_SEPARATOR) if a.strip())
         if not answers:
             raise DataFormatError(path, "no answer in column 'answers'", line=line)
-        ds.documents.setdefault(doc_id, Document(doc_id, text))
+        ds.documents.setdefault(doc_id, QADocument(doc_id, text))
         ds.examples.append(
             QAExample(
                 qa_id=row.get("qa_id") or f"{path.stem}-{len(ds.examples)}",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class Document:
+class QADocument:
     """A text the model reads into memory (a news article, a paragraph)."""
 
     doc_id: str
@@ -36,11 +36,11 @@ class QADataset:
     """Documents by id (in first-seen order) and the questions about them."""
 
     name: str
-    documents: dict[str, Document] = field(default_factory=dict)
+    documents: dict[str, QADocument] = field(default_factory=dict)
     examples: list[QAExample] = field(default_factory=list)
 
     def doc_order(self) -> list[str]:
-        """Document ids in the order their first question appears."""
+        """QADocument ids in the order their first question appears."""
         seen: dict[str, None] = {}
         for ex in self.examples:
             seen.setdefault(ex.doc_id, None)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from learner.data.types import Document, QADataset, QAExample
+from learner.data.types import QADataset, QADocument, QAExample
 from learner.errors import CheckpointError
 from learner.eval.squad_metrics import best_over
 from learner.inference.answer import DecodeConfig, answer_questions
@@ -74,7 +74,7 @@ class Bank:
 
 @torch.no_grad()
 def adapt(
-    model: MBCModel, encoder: DocumentEncoder, docs: Sequence[Document], mode: str, batch_size: int
+    model: MBCModel, encoder: DocumentEncoder, docs: Sequence[QADocument], mode: str, batch_size: int
 ) -> Bank:
     """Amortize (and quantize + pack) ``docs`` into a bank, through the one text -> codes path."""
     cfg = model.config
