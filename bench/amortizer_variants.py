@@ -38,7 +38,7 @@ from learner.model.fast_attention import set_attention
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learner_gpu import timed  # the sibling benchmark's CUDA-event timer
 
-GFLOP_PER_DOC = 51.5  # t5-small encoder + K-token decoder at 1,024 tokens (DESIGN.md §6)
+GFLOP_PER_DOC = 51.5  # t5-small encoder + K-token decoder at 1,024 tokens (docs/DESIGN.md §6)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from learner.model.codebook import nearest_codes
 from learner.model.config import get_preset
 from learner.model.memory import Memory, memory_from_counts
 
-T5_SMALL_GFLOP_PER_DOC = 51.5  # DESIGN.md §6: the t5-small encoder+decoder forward at 1,024 tokens
+T5_SMALL_GFLOP_PER_DOC = 51.5  # docs/DESIGN.md §6: the t5-small encoder+decoder forward at 1,024 tokens
 H200_BF16_PEAK_TFLOPS = 790.0
 
 

@@ -4,7 +4,7 @@ The mock cluster ships inside the confluent-kafka wheel. A client created with
 ``test.mock.num.brokers`` starts it on 127.0.0.1 (random port) in background threads of this
 process; any Kafka client (confluent-kafka, aiokafka/faust, other processes) can then connect to
 the printed address. It has consumer groups, committed offsets and idempotent producers, but no
-CreateTopics (topics auto-create with 4 partitions) and no real transactions (DESIGN.md §4).
+CreateTopics (topics auto-create with 4 partitions) and no real transactions (docs/DESIGN.md §4).
 
 Three ways to use it:
 - ``with EmbeddedBroker() as b: b.bootstrap_servers`` — in this process;

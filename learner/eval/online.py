@@ -1,4 +1,4 @@
-"""Online-adaptation evaluation (the papers' protocol, DESIGN.md §1) behind `mbc eval`.
+"""Online-adaptation evaluation (the papers' protocol, docs/DESIGN.md §1) behind `mbc eval`.
 
 1. **Adapt**: the test documents are tokenized, amortized and — in ``compressed`` mode —
    quantized and packed into the stored byte format (:mod:`memory_store.codec`); in ``full`` mode

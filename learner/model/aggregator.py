@@ -1,11 +1,11 @@
-"""Aggregation network (DESIGN.md §1.4): question vectors attend over the memory.
+"""Aggregation network (docs/DESIGN.md §1.4): question vectors attend over the memory.
 
 A question encoder (T5 with K learnable prompts, like the amortization network) gives K query
 vectors; ``blocks`` pre-LayerNorm cross-attention blocks (LayerNorm on the queries and on the
 memory, multi-head attention, residual, LayerNorm + feed-forward, residual) let them attend
 over every memory row. Nothing here is positional on the memory side, and LayerNorm and the
 K/V projections act per row, so a row repeated m times is the same as one row whose attention
-logit gets + log m (DESIGN.md §3a): :class:`learner.model.memory.Memory` carries that log-weight.
+logit gets + log m (docs/DESIGN.md §3a): :class:`learner.model.memory.Memory` carries that log-weight.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Amortization network (DESIGN.md §1.1) and the question encoder built the same way.
+"""Amortization network (docs/DESIGN.md §1.1) and the question encoder built the same way.
 
 A T5 encoder reads the text; its decoder is fed K learnable prompt embeddings (not tokens) and
 cross-attends to the encoder output; each of the K decoder states goes through its own small

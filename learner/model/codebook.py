@@ -1,4 +1,4 @@
-"""The MBC codebook: nearest-code quantization with a straight-through estimator (DESIGN.md §1.2).
+"""The MBC codebook: nearest-code quantization with a straight-through estimator (docs/DESIGN.md §1.2).
 
 Training-time behaviour (:class:`Codebook`):
 

@@ -1,7 +1,7 @@
 """Model and training hyperparameters: frozen dataclasses, saved inside every checkpoint.
 
 A *preset* bundles one :class:`ModelConfig` and one :class:`TrainConfig`. The four paper presets
-carry the settings of DESIGN.md §1 (MBC / MAC papers); ``tiny`` is ours: small enough to train
+carry the settings of docs/DESIGN.md §1 (MBC / MAC papers); ``tiny`` is ours: small enough to train
 on two CPU cores in minutes, used by the tests and `mbc synth` smoke runs.
 
 The shape fields of :class:`T5Spec` and :class:`LMSpec` are used when a model is built from
@@ -110,7 +110,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Meta-training settings (DESIGN.md §1 for the paper presets)."""
+    """Meta-training settings (docs/DESIGN.md §1 for the paper presets)."""
 
     memory: TrainMemoryMode = "compressed"  # compressed = MBC, full = MAC
     epochs: int = 50

@@ -1,4 +1,4 @@
-"""KV-LoRA (DESIGN.md §1.6): low-rank updates on the key and value projections only, last N layers.
+"""KV-LoRA (docs/DESIGN.md §1.6): low-rank updates on the key and value projections only, last N layers.
 
 * Llama-style models (separate ``k_proj`` / ``v_proj``): peft's LoRA injected in place on those
   two modules of the last N layers.

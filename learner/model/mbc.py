@@ -1,4 +1,4 @@
-"""The MBC model: amortize -> (quantize) -> aggregate -> expand -> answer (DESIGN.md §1).
+"""The MBC model: amortize -> (quantize) -> aggregate -> expand -> answer (docs/DESIGN.md §1).
 
 Memory modes:
 

@@ -1,6 +1,6 @@
 """What the aggregator attends over, in the three forms the model supports.
 
-* **counts** (DESIGN.md §3a): the bank as a count per (codebook version, code). The aggregator
+* **counts** (docs/DESIGN.md §3a): the bank as a count per (codebook version, code). The aggregator
   attends over the *distinct* code vectors with log(count) added to the attention logits —
   exactly what attending over every stored vector gives, in O(distinct codes).
 * **naive**: every stored vector of every document (N·K rows), from code indices (N, K) and each

@@ -1,4 +1,4 @@
-"""Token expansion (DESIGN.md §1.5): K aggregated vectors -> a P-tuning-v2 prefix for every layer.
+"""Token expansion (docs/DESIGN.md §1.5): K aggregated vectors -> a P-tuning-v2 prefix for every layer.
 
 The K vectors are spread over N = L·2·P "actual tokens" (vector i feeds ⌈N/K⌉ or ⌊N/K⌋
 consecutive tokens, the first N mod K vectors one more), each token goes through its own

@@ -1,4 +1,4 @@
-"""The codebook the worker quantizes with, and its online maintenance (DESIGN.md §3b).
+"""The codebook the worker quantizes with, and its online maintenance (docs/DESIGN.md §3b).
 
 The worker always quantizes against one stored codebook *version*. With ``--codebook ema`` it
 also accumulates, per code, how many context vectors it assigned there and their sum; every

@@ -139,7 +139,7 @@ def app_config(settings: PipelineSettings) -> dict[str, Any]:
     return {
         "broker": broker_urls(settings.kafka),
         "broker_credentials": credentials(settings.kafka),
-        # The mock broker has no CreateTopics; the leader topic is not needed (DESIGN.md §4).
+        # The mock broker has no CreateTopics; the leader topic is not needed (docs/DESIGN.md §4).
         "topic_allow_declare": settings.declare_topics,
         "topic_disable_leader": True,
         "topic_partitions": settings.topics.partitions,

@@ -1,4 +1,4 @@
-"""Count-based aggregation (DESIGN.md §3a) equals attending over every stored vector."""
+"""Count-based aggregation (docs/DESIGN.md §3a) equals attending over every stored vector."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Concurrent publishers keep one linear codebook history (DESIGN.md §3b)."""
+"""Concurrent publishers keep one linear codebook history (docs/DESIGN.md §3b)."""
 
 from __future__ import annotations
 

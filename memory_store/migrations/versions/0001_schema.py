@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 TS = sa.DateTime(timezone=True)
 
-# A codebook version's vectors and lineage never change (DESIGN.md §3b); health stats may.
+# A codebook version's vectors and lineage never change (docs/DESIGN.md §3b); health stats may.
 _CODEBOOK_FROZEN = ("version", "parent_version", "num_codes", "dim", "dtype", "vectors", "vectors_sha256")
 # What the exact counts depend on: a document's codes, its day and its source.
 _DOCUMENT_FROZEN = ("id", "source_id", "published_at", "k", "codebook_version", "code_format", "codes")

@@ -1,4 +1,4 @@
-"""A codebook version has at most one child: the online history stays linear (DESIGN.md §3b).
+"""A codebook version has at most one child: the online history stays linear (docs/DESIGN.md §3b).
 
 Revision ID: 0003_linear_codebook_history
 Revises: 0002_views
