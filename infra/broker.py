@@ -15,11 +15,9 @@ Three ways to use it:
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +26,7 @@ from confluent_kafka import KafkaException, Producer
 
 from infra.errors import BrokerError
 from infra.kafka import librdkafka_logger
+from infra.shutdown import ShutdownRequest
 
 
 class EmbeddedBroker:
@@ -69,14 +68,7 @@ class EmbeddedBroker:
 
 def serve(bootstrap_file: Path | None, num_brokers: int = 1, announce: bool = True) -> int:
     """Run a broker until SIGINT/SIGTERM; write its address to ``bootstrap_file`` if given."""
-    stop = threading.Event()
-
-    def _handler(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _handler)
-    signal.signal(signal.SIGINT, _handler)
-    with EmbeddedBroker(num_brokers) as broker:
+    with ShutdownRequest().installed() as stop, EmbeddedBroker(num_brokers) as broker:
         if bootstrap_file is not None:
             _atomic_write(bootstrap_file, broker.bootstrap_servers + "\n")
         if announce:

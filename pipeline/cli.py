@@ -102,13 +102,13 @@ def produce_replay(
 ) -> None:
     """Replay a dataset or news archive into the raw topic in publication order."""
     from infra.logging import configure_logging
+    from infra.shutdown import ShutdownRequest
     from pipeline.errors import DeliveryError
-    from pipeline.producer import StopFlag
     from pipeline.replay.run import replay
 
     settings = load_settings(ProducerSettings)
     configure_logging("producer", settings.log_level, settings.log_json)
-    with StopFlag().installed() as stop:
+    with ShutdownRequest().installed() as stop:
         summary = replay(
             path,
             settings,

@@ -9,12 +9,8 @@ always the document id.
 
 from __future__ import annotations
 
-import signal
-import threading
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -109,31 +105,3 @@ class DocumentProducer:
             "producer closed", sent=self.sent, delivered=self.delivered, failed=self.failed, pending=pending
         )
         return lost
-
-
-class StopFlag:
-    """Set by SIGINT/SIGTERM while :meth:`installed` is active; producers check it between items."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signal: int | None = None
-
-    def is_set(self) -> bool:
-        return self.event.is_set()
-
-    def set(self, signum: int | None = None) -> None:
-        self.signal = signum
-        self.event.set()
-
-    def _handler(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping on signal; flushing what was sent", signal=signal.Signals(signum).name)
-        self.set(signum)
-
-    @contextmanager
-    def installed(self) -> Iterator[StopFlag]:
-        previous = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)

@@ -1,7 +1,9 @@
 """Prometheus metrics and the health endpoint of the learner worker.
 
-``GET /metrics`` serves the Prometheus text format; ``GET /healthz`` answers 200 with a JSON
-status while the main loop is alive (polled within ``stale_after_s``) and 503 otherwise.
+Served by prometheus_client's own WSGI app: ``GET /metrics`` is the Prometheus text format (a
+documents/s figure is ``rate(mbc_learner_documents_total[1m])``); ``GET /healthz`` answers 200
+with a JSON status while the main loop is alive (it beat within ``stale_after_s``) and 503
+otherwise.
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from arroyo.processing.strategies import ProcessingStrategy
+from arroyo.types import Message, TStrategyPayload
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 
 class WorkerMetrics:
@@ -36,9 +41,6 @@ class WorkerMetrics:
         self.encode_seconds = Histogram(
             "mbc_learner_encode_seconds", "tokenize+amortize+quantize time", registry=r
         )
-        self.docs_per_second = Gauge(
-            "mbc_learner_documents_per_second", "recent stored documents/s", registry=r
-        )
         self.consumer_lag = Gauge(
             "mbc_learner_consumer_lag", "messages behind the log end", ["partition"], registry=r
         )
@@ -57,53 +59,64 @@ class WorkerMetrics:
         )
         self.bank_bytes = Gauge("mbc_learner_bank_bytes", "packed code bytes in the store", registry=r)
         self.store_up.set(1)
-        self.last_poll = time.monotonic()
-        self.status: dict[str, Any] = {}
-        self._window: list[tuple[float, int]] = []
+        self.last_beat = time.monotonic()
 
-    def stored(self, n: int) -> None:
-        now = time.monotonic()
-        self._window.append((now, n))
-        self._window = [(t, k) for t, k in self._window if now - t <= 30.0]
-        span = max(now - self._window[0][0], 1.0)
-        self.docs_per_second.set(sum(k for _, k in self._window) / span)
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+    def beat(self) -> None:
+        """The main loop is alive (called on every poll of the consumer loop)."""
+        self.last_beat = time.monotonic()
 
 
 class HealthServer:
-    """/metrics and /healthz on a background thread."""
+    """/metrics (prometheus_client's WSGI app) and /healthz on a background thread."""
 
     def __init__(
         self, metrics: WorkerMetrics, port: int, host: str = "0.0.0.0", stale_after_s: float = 120.0
     ) -> None:
-        m = metrics
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.startswith("/metrics"):
-                    body, ctype, code = m.exposition(), CONTENT_TYPE_LATEST, 200
-                elif self.path.startswith("/healthz"):
-                    alive = time.monotonic() - m.last_poll < stale_after_s
-                    body = json.dumps({"alive": alive, **m.status}).encode()
-                    ctype, code = "application/json", 200 if alive else 503
-                else:
-                    body, ctype, code = b"not found\n", "text/plain", 404
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.port = int(self.server.server_address[1])
+        self.metrics, self.stale_after_s = metrics, stale_after_s
+        self._metrics_app = make_wsgi_app(metrics.registry)
+        self.server = make_server(host, port, self._app, ThreadingWSGIServer, handler_class=_QuietHandler)
+        self.port = int(self.server.server_port)
         self.thread = threading.Thread(target=self.server.serve_forever, name="health", daemon=True)
         self.thread.start()
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith("/healthz"):
+            age = time.monotonic() - self.metrics.last_beat
+            alive = age < self.stale_after_s
+            body = json.dumps({"alive": alive, "seconds_since_beat": round(age, 3)}).encode()
+            status = "200 OK" if alive else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        return self._metrics_app(environ, start_response)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class Heartbeat(ProcessingStrategy[TStrategyPayload]):
+    """First step of the chain: every poll of the consumer loop is a heartbeat for /healthz."""
+
+    def __init__(self, metrics: WorkerMetrics, next_step: ProcessingStrategy[TStrategyPayload]) -> None:
+        self.metrics, self.next_step = metrics, next_step
+
+    def submit(self, message: Message[TStrategyPayload]) -> None:
+        self.next_step.submit(message)
+
+    def poll(self) -> None:
+        self.metrics.beat()
+        self.next_step.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.next_step.join(timeout)
+
+    def close(self) -> None:
+        self.next_step.close()
+
+    def terminate(self) -> None:
+        self.next_step.terminate()

@@ -21,7 +21,7 @@ from infra.logging import get_logger
 from infra.shutdown import ShutdownRequest
 from learner.inference.encode import TextEncoder
 from learner.worker.batch import DeadLetter, PreparedBatch, RawMessage, prepare
-from learner.worker.health import HealthServer, WorkerMetrics
+from learner.worker.health import HealthServer, Heartbeat, WorkerMetrics
 from learner.worker.online_codebook import OnlineCodebook
 from learner.worker.settings import WorkerSettings
 from learner.worker.step import StoreStep
@@ -97,7 +97,6 @@ class Worker:
         self.metrics.store_up.set(1)
         self.metrics.documents.inc(result.inserted_count)
         self.metrics.duplicates.inc(len(result.duplicates))
-        self.metrics.stored(result.inserted_count)
         log.info(
             "batch stored",
             batch_id=batch.batch_id,
@@ -156,12 +155,15 @@ class _Factory(ProcessingStrategyFactory[Any]):
             acc.append(value)
             return acc
 
-        return Reduce(
-            s.batch_max_size,
-            s.batch_max_wait_s,
-            accumulate,
-            list,
-            StoreStep(self.worker, commit, s.store_retry_max_s),
+        return Heartbeat(
+            self.worker.metrics,
+            Reduce(
+                s.batch_max_size,
+                s.batch_max_wait_s,
+                accumulate,
+                list,
+                StoreStep(self.worker, commit, s.store_retry_max_s),
+            ),
         )
 
     def _resume_from_store(self, partitions: Mapping[Partition, int]) -> None:

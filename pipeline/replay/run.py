@@ -11,8 +11,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from infra.logging import get_logger
+from infra.shutdown import ShutdownRequest
 from pipeline.events import Document, make_document
-from pipeline.producer import DocumentProducer, StopFlag
+from pipeline.producer import DocumentProducer
 from pipeline.replay.readers import Record, detect_format, load_records
 from pipeline.settings import ProducerSettings
 
@@ -51,7 +52,7 @@ def replay(
     skip: int = 0,
     title_as_text: bool = False,
     progress: bool | None = None,
-    stop: StopFlag | None = None,
+    stop: ShutdownRequest | None = None,
     pace: Callable[[int], None] | None = None,
 ) -> ReplaySummary:
     """Publish ``path`` at most ``rate`` documents per second: in publication order, leaving out the
@@ -62,7 +63,7 @@ def replay(
     if limit is not None:
         records = records[:limit]
     source = source or default_source(path)
-    stop = stop or StopFlag()
+    stop = stop or ShutdownRequest()
     producer = DocumentProducer(settings)
     log.info("replaying", path=str(path), format=fmt, documents=len(records), source=source, rate=rate)
     fetched_at = datetime.now(UTC)
@@ -113,7 +114,7 @@ def _document(record: Record, source: str, fetched_at: datetime, title_as_text: 
     )
 
 
-def _pace(deadline: float, stop: StopFlag) -> None:
+def _pace(deadline: float, stop: ShutdownRequest) -> None:
     delay = deadline - time.monotonic()
     if delay > 0:
-        stop.event.wait(delay)
+        stop.wait(delay)
