@@ -110,6 +110,8 @@ def test_http_ask(tiny_checkpoint: Path, filled_store: str) -> None:
     )
     assert r.status_code == 400 and "since" in r.json()["detail"]
     assert client.post("/ask", json={"question": ""}, headers=auth).status_code == 422
+    r = client.post("/ask", json={"question": "q", "aggregation": "naive"}, headers=auth)
+    assert r.status_code == 422 and "naive" in r.json()["detail"]
     store.close()
 
 
