@@ -1,9 +1,16 @@
 """The reader service (``mbc store serve``): the memory over HTTP, read-mostly.
 
-Every endpoint but ``/health`` needs ``Authorization: Bearer <token>``. OpenAPI is at
-``/openapi.json`` (browsable at ``/docs``). Errors are JSON ``{"detail": "<one line>"}`` with 4xx for
-bad requests (401 token, 404 unknown version or document, 400/422 bad parameters) and 503 when the
-database cannot be reached.
+Every endpoint but ``/health`` needs ``Authorization: Bearer <token>`` of a scope
+(:mod:`infra.auth`): the *read* token opens stats, counts, codebooks, nearest and documents; the
+*admin* token opens those and ``DELETE /documents/{id}`` and ``POST /codebooks/{v}/reindex``. 401
+for a missing or wrong token, 403 for a read token on an admin route. No request does work that
+grows with the memory: counts come from the per-day count tables (O(days x sources x C) rows plus
+the documents of at most two partial UTC days at the window's edges, see
+:mod:`memory_store.counts`), ``nearest`` is capped (:class:`ApiLimits`), windows are validated
+(:mod:`infra.http`). OpenAPI is at ``/openapi.json``
+(browsable at ``/docs``). Errors are JSON ``{"detail": "<one line>"}`` with 4xx for bad requests
+(401/403 token, 404 unknown version or document, 400/422 bad parameters) and 503 when the database
+cannot be reached.
 
 Codebooks are served in codec codebook format 1 (see :mod:`memory_store.codec`) as
 ``application/vnd.mbc.codebook``: ``b"MBCB"``, uint16 format, uint32 C, uint32 D, uint8 dtype
@@ -12,17 +19,17 @@ Codebooks are served in codec codebook format 1 (see :mod:`memory_store.codec`) 
 
 from __future__ import annotations
 
-import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, params
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
+from infra.auth import ScopedTokens
+from infra.http import one_line_validation_errors, window_problem
 from memory_store.errors import (
     DatabaseUnreachable,
     InvalidRecord,
@@ -35,7 +42,7 @@ from memory_store.records import CodebookInfo
 from memory_store.store import MemoryStore
 
 CODEBOOK_MEDIA_TYPE = "application/vnd.mbc.codebook"
-_bearer = HTTPBearer(auto_error=False, description="the store's API token (MBC_API_TOKEN)")
+READ, ADMIN = "read", "admin"
 _STATUS = {UnknownCodebookVersion: 404, UnknownDocument: 404, InvalidRecord: 400}
 
 
@@ -100,9 +107,22 @@ class DocumentOut(BaseModel):
     source_offset: int | None
 
 
+@dataclass(frozen=True)
+class ApiLimits:
+    """Caps on the work one request may ask for (settings ``api_max_nearest_*``)."""
+
+    max_nearest_vectors: int = 1024
+    max_nearest_k: int = 64
+
+
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
 class NearestIn(BaseModel):
-    vectors: list[list[float]] = Field(description="N query vectors of the codebook's dimension D")
-    k: int = Field(1, ge=1, description="nearest codes per vector")
+    vectors: list[Annotated[list[_Finite], Field(max_length=65536)]] = Field(
+        description="N query vectors of the codebook's dimension D (N <= MBC_API_MAX_NEAREST_VECTORS)"
+    )
+    k: int = Field(1, ge=1, description="nearest codes per vector (<= MBC_API_MAX_NEAREST_K and C)")
 
 
 class NearestOut(BaseModel):
@@ -111,19 +131,26 @@ class NearestOut(BaseModel):
     distances: list[list[float]] = Field(description="squared L2 distances")
 
 
-def create_app(store: MemoryStore, token: str) -> FastAPI:
-    """The reader service over ``store``; requests must carry ``token`` as a bearer token."""
-    if not token:
-        raise ValueError("the reader service needs a non-empty API token")
+def reader_tokens(read_token: SecretStr | str | None, admin_token: SecretStr | str | None) -> ScopedTokens:
+    """The reader service's scopes: ``read``, and ``admin`` (which also reads)."""
+    return ScopedTokens({READ: read_token, ADMIN: admin_token}, implies={ADMIN: frozenset({READ})})
+
+
+def create_app(
+    store: MemoryStore,
+    read_token: SecretStr | str | None = None,
+    admin_token: SecretStr | str | None = None,
+    limits: ApiLimits | None = None,
+) -> FastAPI:
+    """The reader service over ``store``; at least one of the two tokens must be set."""
+    tokens = reader_tokens(read_token, admin_token)
+    if tokens.open:
+        raise ValueError("the reader service needs a read or an admin token")
     app = FastAPI(
         title="mbc-stream memory store",
         version="1",
         description="Read the compressed memory: stats, codebooks, exact code counts for any slice, documents.",
     )
-
-    def authorized(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-        if creds is None or not secrets.compare_digest(creds.credentials.encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(StoreError)
     async def _store_error(_: Request, exc: StoreError) -> JSONResponse:
@@ -132,10 +159,7 @@ def create_app(store: MemoryStore, token: str) -> FastAPI:
             status = 503 if isinstance(exc, DatabaseUnreachable | StoreBusy) else 500
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
-    @app.exception_handler(RequestValidationError)
-    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"{' '.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+    one_line_validation_errors(app)
 
     @app.get("/health", tags=["service"], summary="Liveness and database reachability (no token needed).")
     def health() -> JSONResponse:
@@ -146,13 +170,13 @@ def create_app(store: MemoryStore, token: str) -> FastAPI:
             return JSONResponse({"status": "unavailable", "detail": type(e).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "backend": store.backend})
 
-    auth = [Depends(authorized)]
-    _add_read_routes(app, store, auth)
-    _add_document_routes(app, store, auth)
+    read, admin = [Depends(tokens.require(READ))], [Depends(tokens.require(ADMIN))]
+    _add_read_routes(app, store, read, limits or ApiLimits())
+    _add_document_routes(app, store, read, admin)
     return app
 
 
-def _add_read_routes(app: FastAPI, store: MemoryStore, auth: list[params.Depends]) -> None:
+def _add_read_routes(app: FastAPI, store: MemoryStore, auth: list[params.Depends], limits: ApiLimits) -> None:
     @app.get("/stats", tags=["memory"], dependencies=auth, summary="Size of the memory.")
     def stats() -> StatsOut:
         s = store.stats()
@@ -166,9 +190,13 @@ def _add_read_routes(app: FastAPI, store: MemoryStore, auth: list[params.Depends
         until: Annotated[
             datetime | None, Query(description="published_at < until (ISO 8601; naive = UTC)")
         ] = None,
-        source: Annotated[str | None, Query(description="only documents of this source")] = None,
+        source: Annotated[
+            str | None, Query(max_length=200, description="only documents of this source")
+        ] = None,
         version: Annotated[int | None, Query(ge=1, description="only this codebook version")] = None,
     ) -> CountsOut:
+        if problem := window_problem(since, until):
+            raise HTTPException(400, problem)
         if version is not None:
             store.codebook_info(version)  # 404 when unknown
         rows = store.counts(since=since, until=until, source=source, version=version)
@@ -216,6 +244,18 @@ def _add_read_routes(app: FastAPI, store: MemoryStore, auth: list[params.Depends
         summary="Nearest codes of vectors (exact, FAISS).",
     )
     def nearest(version: int, body: NearestIn) -> NearestOut:
+        if len(body.vectors) > limits.max_nearest_vectors:
+            raise HTTPException(
+                422,
+                f"at most {limits.max_nearest_vectors} vectors per request (MBC_API_MAX_NEAREST_VECTORS)",
+            )
+        num_codes = store.codebook_info(version).num_codes  # 404 when unknown
+        if body.k > min(limits.max_nearest_k, num_codes):
+            raise HTTPException(
+                422,
+                f"k must be at most {min(limits.max_nearest_k, num_codes)} (MBC_API_MAX_NEAREST_K "
+                f"= {limits.max_nearest_k}; the codebook has {num_codes} codes)",
+            )
         index = store.code_index(version)
         if not body.vectors:
             return NearestOut(codebook_version=version, codes=[], distances=[])
@@ -223,9 +263,11 @@ def _add_read_routes(app: FastAPI, store: MemoryStore, auth: list[params.Depends
         return NearestOut(codebook_version=version, codes=codes.tolist(), distances=distances.tolist())
 
 
-def _add_document_routes(app: FastAPI, store: MemoryStore, auth: list[params.Depends]) -> None:
+def _add_document_routes(
+    app: FastAPI, store: MemoryStore, read: list[params.Depends], admin: list[params.Depends]
+) -> None:
     @app.get(
-        "/documents/{doc_id:path}", tags=["documents"], dependencies=auth, summary="A document and its codes."
+        "/documents/{doc_id:path}", tags=["documents"], dependencies=read, summary="A document and its codes."
     )
     def document(doc_id: str) -> DocumentOut:
         d = store.document(doc_id)
@@ -252,14 +294,25 @@ def _add_document_routes(app: FastAPI, store: MemoryStore, auth: list[params.Dep
     @app.delete(
         "/documents/{doc_id:path}",
         tags=["documents"],
-        dependencies=auth,
+        dependencies=admin,
         status_code=204,
-        summary="Delete a document; its codes leave the counts in the same transaction.",
+        summary="Delete a document; its codes leave the counts in the same transaction (admin scope).",
     )
     def delete(doc_id: str) -> Response:
         if not store.delete_document(doc_id):
             raise UnknownDocument(f"document {doc_id!r} is not stored")
         return Response(status_code=204)
+
+    @app.post(
+        "/codebooks/{version}/reindex",
+        tags=["codebooks"],
+        dependencies=admin,
+        summary="Rebuild the FAISS index of a codebook version from the database (admin scope).",
+    )
+    def reindex(version: int) -> CodebookOut:
+        info = store.codebook_info(version)  # 404 when unknown
+        store.indexes.rebuild(version)  # O(C x D): one codebook, not the memory
+        return _codebook_out(info)
 
 
 def _codebook_out(info: CodebookInfo) -> CodebookOut:

@@ -196,18 +196,33 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default: [store] api_host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default: [store] api_port).")] = None,
 ) -> None:
-    """Run the reader service (FastAPI): health, stats, codebooks, counts, documents."""
+    """Run the reader service (FastAPI): health, stats, codebooks, counts, documents.
+
+    Needs a read token (MBC_API_READ_TOKEN), an admin token (MBC_API_ADMIN_TOKEN) or both."""
+    import os
+
     import uvicorn
 
     from infra.errors import ConfigError
-    from memory_store.api import create_app
+    from infra.logging import get_logger
+    from memory_store.api import ApiLimits, create_app, reader_tokens
 
     s = _settings(url)
-    if s.api_token is None or not s.api_token.get_secret_value():
-        raise ConfigError("the reader service needs a token: set MBC_API_TOKEN or api_token in [store]")
+    tokens = reader_tokens(s.api_read_token, s.api_admin_token)
+    if tokens.open:
+        old = " (MBC_API_TOKEN is no longer read)" if os.environ.get("MBC_API_TOKEN") else ""
+        raise ConfigError(
+            "the reader service needs a token: set MBC_API_READ_TOKEN (read scope) and/or "
+            f"MBC_API_ADMIN_TOKEN (admin scope), or api_read_token / api_admin_token in [store]{old}"
+        )
+    limits = ApiLimits(s.api_max_nearest_vectors, s.api_max_nearest_k)
+    bind = host or s.api_host
+    get_logger("mbc.store").info(
+        "reader service starting", host=bind, auth=tokens.describe(), scopes=tokens.enabled
+    )
     with _open(s) as store:
-        app = create_app(store, s.api_token.get_secret_value())
-        uvicorn.run(app, host=host or s.api_host, port=port or s.api_port, log_config=None)
+        app = create_app(store, s.api_read_token, s.api_admin_token, limits)
+        uvicorn.run(app, host=bind, port=port or s.api_port, log_config=None)
 
 
 def _print(data: dict[str, Any], as_json: bool) -> None:

@@ -30,13 +30,13 @@ def _settings(**overrides: Any) -> Any:
 
 
 def _open(settings: Any) -> tuple[Any, Any]:
-    from learner.ask.answerer import Answerer
-    from memory_store.store import MemoryStore
-
-    if settings.checkpoint is None:
+    if settings.checkpoint is None:  # before the heavy imports: a mistake is reported at once
         raise typer.BadParameter(
             "no checkpoint: pass --checkpoint or set MBC_CHECKPOINT", param_hint="--checkpoint"
         )
+    from learner.ask.answerer import Answerer
+    from memory_store.store import MemoryStore
+
     store = MemoryStore(settings.database.url.get_secret_value(), pool_size=settings.database.pool_size)
     return store, Answerer(settings.checkpoint, store, settings.device, settings.max_new_tokens)
 
@@ -92,22 +92,41 @@ def ask_serve(
         str | None, typer.Option(help="Memory store URL (default: MBC_DATABASE__URL).")
     ] = None,
 ) -> None:
-    """Serve POST /ask (bearer token from MBC_QA_TOKEN) answering questions from the memory."""
+    """Serve POST /ask (bearer token from MBC_QA_TOKEN) answering questions from the memory.
+
+    Without MBC_QA_TOKEN it listens on a loopback address only."""
     import uvicorn
 
-    from infra.logging import configure_logging
+    from infra.auth import check_bind
+    from infra.logging import configure_logging, get_logger
 
     overrides: dict[str, Any] = {"checkpoint": checkpoint, "qa_host": host, "qa_port": port}
     if database_url:
         overrides["database"] = {"url": database_url}
     settings = _settings(**overrides)
     configure_logging("ask", settings.log_level, settings.log_json)
-    from learner.ask.service import build_app
+    from learner.ask.settings import qa_tokens
 
-    store, answerer = _open(settings)
     token = settings.qa_token.get_secret_value() if settings.qa_token else None
+    tokens = qa_tokens(token)
+    check_bind(settings.qa_host, tokens, "set MBC_QA_TOKEN (or qa_token in [ask]), or listen on 127.0.0.1")
+    store, answerer = _open(settings)  # torch is imported from here on
+    from learner.ask.service import AskLimits, build_app
+
+    limits = AskLimits(
+        settings.qa_max_question_chars, settings.qa_max_concurrent, settings.qa_request_timeout_s
+    )
+    get_logger("mbc.ask").info(
+        "QA service starting",
+        host=settings.qa_host,
+        auth=tokens.describe(),
+        scopes=tokens.enabled,
+        **vars(limits),
+    )
     with store:
-        uvicorn.run(build_app(answerer, token), host=settings.qa_host, port=settings.qa_port, log_config=None)
+        uvicorn.run(
+            build_app(answerer, token, limits), host=settings.qa_host, port=settings.qa_port, log_config=None
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
 from infra.settings import DatabaseSettings, ServiceSettings
+
+if TYPE_CHECKING:
+    from infra.auth import ScopedTokens
+
+ASK_SCOPE = "ask"  # the one scope of POST /ask
+
+
+def qa_tokens(token: str | None) -> ScopedTokens:
+    """The QA service's tokens: ``ask`` (open when ``token`` is None or empty)."""
+    from infra.auth import ScopedTokens  # FastAPI: not for every settings import
+
+    return ScopedTokens({ASK_SCOPE: token})
 
 
 class AskSettings(ServiceSettings):
@@ -18,9 +30,21 @@ class AskSettings(ServiceSettings):
     checkpoint: Path | None = Field(None, description="trained checkpoint directory")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     aggregation: Literal["counts", "naive"] = Field(
-        "counts", description="how the memory slice is aggregated"
+        "counts", description="how `mbc ask` aggregates the memory slice (POST /ask: always counts)"
     )
     max_new_tokens: int = Field(16, ge=1, le=256)
-    qa_token: SecretStr | None = Field(None, description="bearer token required by the /ask endpoint")
+    qa_token: SecretStr | None = Field(
+        None, description="bearer token required by /ask; without one ask-serve listens on loopback only"
+    )
     qa_host: str = "127.0.0.1"
     qa_port: int = Field(8700, ge=0, le=65535)
+    qa_max_question_chars: int = Field(2000, ge=1, le=100_000, description="longest question /ask takes")
+    qa_max_concurrent: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="/ask requests admitted at once (running or waiting for the model); 429 beyond",
+    )
+    qa_request_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="seconds until an /ask request gets 503 instead of an answer"
+    )

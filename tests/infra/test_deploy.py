@@ -58,7 +58,7 @@ SHARED_TABLES: dict[str, type[BaseModel]] = {
     "topics": TopicSettings,
     "database": DatabaseSettings,
 }
-SECRETS = {"POSTGRES_PASSWORD", "MBC_API_TOKEN", "MBC_QA_TOKEN"}
+SECRETS = {"POSTGRES_PASSWORD", "MBC_API_READ_TOKEN", "MBC_QA_TOKEN"}
 
 
 @pytest.fixture(autouse=True)
@@ -201,7 +201,7 @@ def test_the_checker_rejects_misspellings() -> None:
         "MBC_DATABSE__URL",  # transposed
         "MBC_DATABASE_URL",  # single underscore: not nested
         "MCB_API_TOKEN",  # prefix
-        "MBC_API_TOKEN",  # a store field, not a worker one
+        "MBC_API_READ_TOKEN",  # a store field, not a worker one
         "MBC_TOPICS__PARTITIONS__X",  # too deep
     ):
         assert unknown_variables(WorkerSettings, {typo: "x"}) == [typo]

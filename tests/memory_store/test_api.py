@@ -1,4 +1,4 @@
-"""The reader service: auth, counts for slices, deletion, codebooks, documents, errors."""
+"""The reader service: scoped auth, counts for slices, deletion, codebooks, documents, limits, errors."""
 
 from __future__ import annotations
 
@@ -8,19 +8,31 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from memory_store.api import CODEBOOK_MEDIA_TYPE, create_app
+from infra.errors import ConfigError
+from memory_store.api import CODEBOOK_MEDIA_TYPE, ApiLimits, create_app
 from memory_store.codec import decode_codebook
 from memory_store.records import SourcePosition
 from memory_store.store import MemoryStore
 from tests.memory_store.helpers import T0, as_dict, codebook, doc, random_docs, recount
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token"  # admin scope
+READ_TOKEN = "read-only-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+READ = {"Authorization": f"Bearer {READ_TOKEN}"}
+ADMIN_ROUTES = [("DELETE", "/documents/x"), ("POST", "/codebooks/{v}/reindex")]
+READ_ROUTES = [
+    ("GET", "/stats"),
+    ("GET", "/counts"),
+    ("GET", "/codebooks"),
+    ("GET", "/codebooks/{v}"),
+    ("POST", "/codebooks/{v}/nearest"),
+    ("GET", "/documents/x"),
+]
 
 
 @pytest.fixture
 def client(store: MemoryStore) -> TestClient:
-    return TestClient(create_app(store, TOKEN))
+    return TestClient(create_app(store, READ_TOKEN, TOKEN, ApiLimits(max_nearest_vectors=3, max_nearest_k=4)))
 
 
 def counts_of(response: object) -> dict[tuple[int, int], int]:
@@ -32,15 +44,8 @@ def test_token_is_required_everywhere_but_health(
     client: TestClient, store: MemoryStore, version: int
 ) -> None:
     assert client.get("/health").json() == {"status": "ok", "backend": store.backend}
-    for method, path in [
-        ("GET", "/stats"),
-        ("GET", "/counts"),
-        ("GET", "/codebooks"),
-        ("GET", f"/codebooks/{version}"),
-        ("POST", f"/codebooks/{version}/nearest"),
-        ("GET", "/documents/x"),
-        ("DELETE", "/documents/x"),
-    ]:
+    for method, route in READ_ROUTES + ADMIN_ROUTES:
+        path = route.format(v=version)
         for headers in (
             {},
             {"Authorization": "Bearer wrong"},
@@ -136,3 +141,64 @@ def test_codebook_document_and_nearest(client: TestClient, store: MemoryStore, v
     vectors = codebook()[[5, 9]] + 1e-3
     r = client.post(f"/codebooks/{version}/nearest", json={"vectors": vectors.tolist(), "k": 2}, headers=AUTH)
     assert r.status_code == 200 and [row[0] for row in r.json()["codes"]] == [5, 9]
+
+
+def test_read_token_reads_and_gets_403_on_admin_routes(
+    client: TestClient, store: MemoryStore, version: int
+) -> None:
+    store.write_batch([doc("x", list(range(12)), version)])
+    nearest = {"vectors": codebook()[:1].tolist()}
+    for method, route in READ_ROUTES:
+        body = nearest if route.endswith("nearest") else None
+        r = client.request(method, route.format(v=version), headers=READ, json=body)
+        assert r.status_code == 200, (method, route, r.text)
+    for method, route in ADMIN_ROUTES:
+        r = client.request(method, route.format(v=version), headers=READ)
+        assert r.status_code == 403, (method, route)
+        assert r.json() == {"detail": "this token lacks the admin scope"}
+    assert client.get("/stats", headers=READ).json()["documents"] == 1  # nothing was deleted
+
+    # The admin token does both.
+    assert client.get("/documents/x", headers=AUTH).status_code == 200
+    r = client.post(f"/codebooks/{version}/reindex", headers=AUTH)
+    assert r.status_code == 200 and (r.json()["version"], r.json()["num_codes"]) == (version, 512)
+    assert client.post("/codebooks/99/reindex", headers=AUTH).status_code == 404
+    assert client.delete("/documents/x", headers=AUTH).status_code == 204
+    assert client.get("/stats", headers=READ).json()["documents"] == 0
+
+
+def test_one_scope_configured(store: MemoryStore, version: int) -> None:
+    read_only = TestClient(create_app(store, read_token=READ_TOKEN))
+    assert read_only.get("/stats", headers=READ).status_code == 200
+    assert read_only.delete("/documents/x", headers=READ).status_code == 403
+    assert read_only.delete("/documents/x", headers=AUTH).status_code == 401  # not a token here
+    admin_only = TestClient(create_app(store, admin_token=TOKEN))
+    assert admin_only.get("/stats", headers=AUTH).status_code == 200
+    assert admin_only.get("/stats", headers=READ).status_code == 401
+    with pytest.raises(ValueError, match="read or an admin token"):
+        create_app(store)
+    with pytest.raises(ConfigError, match="must differ"):
+        create_app(store, TOKEN, TOKEN)
+
+
+def test_oversize_requests_and_bad_windows_get_4xx(client: TestClient, version: int) -> None:
+    vectors = codebook()[:4].tolist()
+    r = client.post(f"/codebooks/{version}/nearest", json={"vectors": vectors}, headers=READ)
+    assert r.status_code == 422
+    assert r.json()["detail"] == "at most 3 vectors per request (MBC_API_MAX_NEAREST_VECTORS)"
+    r = client.post(f"/codebooks/{version}/nearest", json={"vectors": vectors[:1], "k": 5}, headers=READ)
+    assert r.status_code == 422 and r.json()["detail"].startswith(
+        "k must be at most 4 (MBC_API_MAX_NEAREST_K"
+    )
+    r = client.post(f"/codebooks/{version}/nearest", json={"vectors": vectors[:1], "k": 4}, headers=READ)
+    assert r.status_code == 200 and len(r.json()["codes"][0]) == 4
+    r = client.post("/codebooks/99/nearest", json={"vectors": vectors[:1]}, headers=READ)
+    assert r.status_code == 404
+    r = client.get("/counts", params={"since": "2024-03-02", "until": "2024-03-01"}, headers=READ)
+    assert r.status_code == 400 and r.json()["detail"] == "since must not be after until"
+    for params in ({"since": "0001-01-01T00:00:00+05:00"}, {"until": "9999-12-31T23:59:59-05:00"}):
+        r = client.get("/counts", params=params, headers=READ)
+        assert r.status_code == 400, params
+        assert r.json()["detail"].endswith("must lie between 1900-01-01 and 2200-01-01 (UTC)")
+    r = client.get("/counts", params={"source": "s" * 201}, headers=READ)
+    assert r.status_code == 422 and "source" in r.json()["detail"]

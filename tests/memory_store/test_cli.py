@@ -69,12 +69,20 @@ def _free_port() -> int:
 def test_serve_runs_the_reader_service(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     cmd = [sys.executable, "-c", "from infra.cli import main; main()", "store", "serve", "--url", url]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MBC_AUTO_MIGRATE": "1"}
-    refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 2 and "MBC_API_TOKEN" in refused.stderr and "Traceback" not in refused.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MBC_API")}
+    env.update({"PYTHONPATH": str(REPO), "MBC_AUTO_MIGRATE": "1", "MBC_LOG_JSON": "1"})
+    for extra in ([], ["--host", "0.0.0.0"]):
+        refused = subprocess.run([*cmd, *extra], env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert refused.stderr.strip().splitlines() == [
+            "error: the reader service needs a token: set MBC_API_READ_TOKEN (read scope) and/or "
+            "MBC_API_ADMIN_TOKEN (admin scope), or api_read_token / api_admin_token in [store]"
+        ]
+    old = subprocess.run(cmd, env={**env, "MBC_API_TOKEN": "t"}, capture_output=True, text=True, timeout=60)
+    assert old.returncode == 2 and "(MBC_API_TOKEN is no longer read)" in old.stderr
 
     port = _free_port()
-    env["MBC_API_TOKEN"] = "tok"
+    env["MBC_API_READ_TOKEN"] = "tok"
     proc = subprocess.Popen([*cmd, "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -89,6 +97,10 @@ def test_serve_runs_the_reader_service(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/stats").status_code == 401
         stats = httpx.get(f"http://127.0.0.1:{port}/stats", headers={"Authorization": "Bearer tok"})
         assert stats.json()["documents"] == 0
+        gone = httpx.delete(f"http://127.0.0.1:{port}/documents/x", headers={"Authorization": "Bearer tok"})
+        assert gone.status_code == 403
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        _, err = proc.communicate(timeout=30)
+    start = next(json.loads(line) for line in err.splitlines() if "reader service starting" in line)
+    assert (start["scopes"], start["auth"]) == (["read"], "bearer-token scopes enabled: read")

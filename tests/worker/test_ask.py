@@ -83,7 +83,7 @@ def test_counts_answers_equal_naive_answers(tiny_checkpoint: Path, filled_store:
     m_naive, _, _ = answerer.memory(aggregation="naive", **sl)
     from learner.text.batching import pad
 
-    q_ids, q_mask = pad(answerer.encoder.questions_amort(QUESTIONS), answerer.encoder.tok.amort_pad_id)
+    q_ids, q_mask = pad(answerer.texts.questions_amort(QUESTIONS), answerer.texts.tok.amort_pad_id)
     with torch.no_grad():
         agg_c = answerer.model.aggregator(q_ids, q_mask, m_counts)
         agg_n = answerer.model.aggregator(q_ids, q_mask, m_naive)
@@ -110,6 +110,8 @@ def test_http_ask(tiny_checkpoint: Path, filled_store: str) -> None:
     )
     assert r.status_code == 400 and "since" in r.json()["detail"]
     assert client.post("/ask", json={"question": ""}, headers=auth).status_code == 422
+    r = client.post("/ask", json={"question": "q", "aggregation": "naive"}, headers=auth)
+    assert r.status_code == 422 and "naive" in r.json()["detail"]
     store.close()
 
 
