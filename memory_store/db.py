@@ -7,28 +7,34 @@ Kafka offsets live in the same transactions as the documents, a consumer resumin
 ``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing on a lock upgrade.
 
 PostgreSQL runs at READ COMMITTED. Writers that touch the same count rows can deadlock; write
-transactions are retried from the start on deadlock or serialization failure.
+transactions are retried from the start on deadlock or serialization failure
+(:func:`infra.retry.retry`, jittered exponential backoff).
+
+No driver exception leaves :func:`run_write` or :func:`read_transaction`: each is translated into
+a store error (:mod:`memory_store.translate` says which are transient and which are the record's
+fault).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from infra.logging import get_logger
+from infra.retry import Backoff, retry
 from memory_store.errors import DatabaseUnreachable, StoreBusy
+from memory_store.translate import driver_error, is_conflict, translate
 
 log = get_logger(__name__)
 T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-_RETRY_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 WRITE_ATTEMPTS = 8
+WRITE_BACKOFF = Backoff(first_s=0.04, max_s=1.0)
 
 
 def display_url(url: str) -> str:
@@ -89,36 +95,46 @@ def _configure_sqlite(engine: Engine, wal: bool) -> None:
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A connection inside a read transaction (one consistent snapshot on both backends)."""
-    with _connect(engine) as conn, conn.begin():
-        yield conn
+    try:
+        with _connect(engine) as conn, conn.begin():
+            yield conn
+    except Exception as e:
+        _raise_translated(e)
 
 
 def run_write(engine: Engine, work: Callable[[Connection], T]) -> T:
     """Run ``work(conn)`` in one write transaction; retry it whole on deadlock or lock timeout."""
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
-        try:
-            with _connect(engine) as conn:
-                conn.execution_options(store_write=True)
-                with conn.begin():
-                    return work(conn)
-        except sa.exc.OperationalError as e:
-            if not _retryable(e) or attempt == WRITE_ATTEMPTS:
-                if _retryable(e):
-                    raise StoreBusy(
-                        f"write gave up after {attempt} attempts: {str(e.orig).splitlines()[0]}"
-                    ) from e
-                raise
-            log.info(
-                "write conflicted with another writer, retrying", attempt=attempt, error=type(e.orig).__name__
-            )
-            time.sleep(min(0.02 * 2**attempt, 1.0))
-    raise AssertionError("unreachable")
+
+    def once() -> T:
+        with _connect(engine) as conn:
+            conn.execution_options(store_write=True)
+            with conn.begin():
+                return work(conn)
+
+    def conflicted(attempt: int, error: BaseException, _wait: float) -> None:
+        log.info(
+            "write conflicted with another writer, retrying",
+            attempt=attempt,
+            error=type(driver_error(error)).__name__,
+        )
+
+    try:
+        return retry(
+            once, attempts=WRITE_ATTEMPTS, retry_if=is_conflict, backoff=WRITE_BACKOFF, on_retry=conflicted
+        )
+    except Exception as e:
+        if is_conflict(e):
+            first = (str(driver_error(e)).strip().splitlines() or [""])[0]
+            raise StoreBusy(f"write gave up after {WRITE_ATTEMPTS} attempts: {first}") from e
+        _raise_translated(e)
 
 
-def _retryable(e: sa.exc.OperationalError) -> bool:
-    if getattr(e.orig, "sqlstate", None) in _RETRY_SQLSTATES:
-        return True
-    return "database is locked" in str(e.orig)
+def _raise_translated(error: Exception) -> NoReturn:
+    """Raise the store error for ``error`` (``error`` itself when it is not the driver's)."""
+    translated = translate(error)
+    if translated is None or translated is error:
+        raise error
+    raise translated from error
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from memory_store.errors import InvalidRecord
 from memory_store.models import code_counts, code_counts_daily, consumed_offsets, documents, sources
 from memory_store.records import ConsumedOffset, DocumentRecord
 from memory_store.timeutil import epoch_day, now, utc
+from pipeline import contract
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -70,28 +71,36 @@ def prepare(docs: Sequence[DocumentRecord], num_codes: Mapping[int, int]) -> Pre
 
 
 def _check(doc: DocumentRecord, num_codes: Mapping[int, int]) -> None:
+    """The document contract (the stage checks the same limits) plus what the codec needs."""
     where = f"document {doc.id!r}"
-    if not doc.id or len(doc.id) > 256:
-        raise InvalidRecord(f"{where}: id must have 1 to 256 characters")
-    if not doc.source or len(doc.source) > 200:
-        raise InvalidRecord(f"{where}: source must have 1 to 200 characters")
+    for problem in (
+        contract.id_problem(doc.id),
+        contract.source_problem(doc.source),
+        contract.url_problem(doc.url),
+        contract.text_problem("title", doc.title),
+    ):
+        if problem is not None:
+            raise InvalidRecord(f"{where}: {problem}", doc.id)
     if not _SHA256.match(doc.content_sha256):
-        raise InvalidRecord(f"{where}: content_sha256 must be 64 lowercase hex digits")
+        raise InvalidRecord(f"{where}: content_sha256 must be 64 lowercase hex digits", doc.id)
     if doc.code_format != codec.CODE_FORMAT_VERSION:
         raise InvalidRecord(
             f"{where}: code format {doc.code_format} unsupported (this build stores "
-            f"{codec.CODE_FORMAT_VERSION})"
+            f"{codec.CODE_FORMAT_VERSION})",
+            doc.id,
         )
     if not 1 <= doc.k <= 32767:
-        raise InvalidRecord(f"{where}: K must be in [1, 32767], got {doc.k}")
+        raise InvalidRecord(f"{where}: K must be in [1, 32767], got {doc.k}", doc.id)
     size = codec.packed_size(doc.k, num_codes[doc.codebook_version])
     if len(doc.codes) != size:
-        raise InvalidRecord(f"{where}: {len(doc.codes)} code bytes, expected {size} for K={doc.k}")
+        raise InvalidRecord(f"{where}: {len(doc.codes)} code bytes, expected {size} for K={doc.k}", doc.id)
     if not isinstance(doc.published_at, datetime):
-        raise InvalidRecord(f"{where}: published_at must be a datetime")
+        raise InvalidRecord(f"{where}: published_at must be a datetime", doc.id)
     pos = doc.position
     if pos is not None and (not 1 <= len(pos.topic) <= 255 or pos.partition < 0 or pos.offset < 0):
-        raise InvalidRecord(f"{where}: source position {pos} is not a topic, partition >= 0, offset >= 0")
+        raise InvalidRecord(
+            f"{where}: source position {pos} is not a topic, partition >= 0, offset >= 0", doc.id
+        )
 
 
 def insert_for(conn: Connection, table: sa.Table) -> Any:

@@ -23,17 +23,23 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.contract import (
+    MAX_DATE_CHARS,
+    SHA256_HEX_CHARS,
+    Limits,
+    id_problem,
+    source_problem,
+    text_problem,
+    url_problem,
+)
 from pipeline.text import normalize_text, normalize_title
 
 SCHEMA_VERSION = 1
 FIELDS = ("id", "source", "url", "title", "text", "published_at", "fetched_at", "content_sha256")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Reason(enum.StrEnum):
@@ -60,17 +66,6 @@ class Rejection:
 
     reason: Reason
     detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What the stage accepts. Sizes are UTF-8 bytes; dates are checked against ``now``."""
-
-    max_message_bytes: int = 1_000_000
-    max_text_bytes: int = 500_000
-    max_title_chars: int = 1_000
-    min_published_at: datetime = datetime(1900, 1, 1, tzinfo=UTC)
-    max_clock_skew: timedelta = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +157,15 @@ def validate(
 
     ``now`` is the reference for date sanity (the stage passes the Kafka record timestamp so a
     replayed message is judged the same way twice); ``key``, when present, must equal the id.
+    Never raises: whatever the bytes, the answer is a Document or a Rejection. A Document obeys
+    the contract (:mod:`pipeline.contract`), so the memory store can hold it.
     """
     try:
         return _validate(value, key, now or datetime.now(UTC), limits)
     except _Invalid as e:
         return e.rejection
+    except Exception as e:  # a gap in the checks must dead-letter one message, never stop a consumer
+        return Rejection(Reason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"[:500])
 
 
 def _validate(value: bytes | None, key: bytes | None, now: datetime, limits: Limits) -> Document:
@@ -180,7 +179,7 @@ def _validate(value: bytes | None, key: bytes | None, now: datetime, limits: Lim
         raise _Invalid(Reason.NOT_UTF8, f"byte {e.start}: {e.reason}") from None
     try:
         obj = json.loads(decoded)
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, or an integer of > 4,300 digits
         raise _Invalid(Reason.INVALID_JSON, str(e)[:200]) from None
     if not isinstance(obj, dict):
         raise _Invalid(Reason.NOT_AN_OBJECT, f"top level is {type(obj).__name__}, expected object")
@@ -190,33 +189,42 @@ def _validate(value: bytes | None, key: bytes | None, now: datetime, limits: Lim
     missing = [f for f in FIELDS if f not in obj]
     if missing:
         raise _Invalid(Reason.MISSING_FIELD, "missing " + ", ".join(missing))
-    doc_id = _string(obj, "id", max_len=256)
-    if not doc_id or _CONTROL.search(doc_id):
-        raise _Invalid(Reason.INVALID_FIELD, "id must be non-empty without control characters")
+    doc_id = _string(obj, "id")
+    _check(id_problem(doc_id))
     if key is not None and key != doc_id.encode():
         raise _Invalid(Reason.KEY_MISMATCH, f"Kafka key {key[:80]!r} differs from id {doc_id!r}")
-    source = _string(obj, "source", max_len=2048)
-    if not source.strip():
-        raise _Invalid(Reason.INVALID_FIELD, "source is empty")
-    url = _string(obj, "url", max_len=8192, nullable=True)
-    _string(obj, "content_sha256", max_len=64)  # recomputed below; only its type is checked
+    source = _string(obj, "source")
+    _check(source_problem(source))
+    url = _string(obj, "url", nullable=True) or None
+    _check(url_problem(url))
+    _string(obj, "content_sha256", max_len=SHA256_HEX_CHARS)  # recomputed below; only its type is checked
     title = normalize_title(_string(obj, "title"))
+    _check(text_problem("title", title))
     if len(title) > limits.max_title_chars:
         raise _Invalid(Reason.TOO_LARGE, f"title has {len(title)} characters, limit {limits.max_title_chars}")
     text = normalize_text(_string(obj, "text"))
+    _check(text_problem("text", text))
     if not text:
         raise _Invalid(Reason.EMPTY_TEXT, "text is empty after normalization")
     size = len(text.encode())
     if size > limits.max_text_bytes:
         raise _Invalid(Reason.TOO_LARGE, f"text is {size} bytes, limit {limits.max_text_bytes}")
-    latest = now + limits.max_clock_skew
+    try:
+        latest = now.astimezone(UTC) + limits.max_clock_skew
+    except OverflowError:
+        latest = datetime.max.replace(tzinfo=UTC)
     published = _time(obj, "published_at", nullable=True)
     if published is not None and not limits.min_published_at <= published <= latest:
         raise _Invalid(Reason.DATE_OUT_OF_RANGE, f"published_at {format_time(published)} is implausible")
     fetched = _time(obj, "fetched_at")
-    if fetched > latest:
-        raise _Invalid(Reason.DATE_OUT_OF_RANGE, f"fetched_at {format_time(fetched)} is in the future")
-    return Document(doc_id, source, url or None, title, text, published, fetched, content_hash(text))
+    if not limits.min_published_at <= fetched <= latest:
+        raise _Invalid(Reason.DATE_OUT_OF_RANGE, f"fetched_at {format_time(fetched)} is implausible")
+    return Document(doc_id, source, url, title, text, published, fetched, content_hash(text))
+
+
+def _check(problem: str | None) -> None:
+    if problem is not None:
+        raise _Invalid(Reason.INVALID_FIELD, problem)
 
 
 def _string(obj: dict[str, Any], name: str, *, max_len: int | None = None, nullable: bool = False) -> Any:
@@ -231,7 +239,7 @@ def _string(obj: dict[str, Any], name: str, *, max_len: int | None = None, nulla
 
 
 def _time(obj: dict[str, Any], name: str, *, nullable: bool = False) -> Any:
-    raw = _string(obj, name, max_len=64, nullable=nullable)
+    raw = _string(obj, name, max_len=MAX_DATE_CHARS, nullable=nullable)
     if raw is None:
         return None
     try:

@@ -7,19 +7,23 @@ commit) and keeps it for retries, so a batch is encoded once however long the st
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+import torch
 from torch import Tensor
 
 from learner.inference.encode import PoisonDocument, TextEncoder
 from learner.worker.online_codebook import OnlineCodebook
 from memory_store.codec import CODE_FORMAT_VERSION, pack_codes_batch
+from memory_store.errors import InvalidRecord
 from memory_store.records import ConsumedOffset, DocumentRecord, SourcePosition
+from pipeline.dead_letter import DeadLetterRecord, dead_letter_record
 from pipeline.events import Document, Rejection, validate
+
+STORE_REJECTED = "store_rejected"  # mbc-reason of a document the memory store refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,18 +46,23 @@ class DeadLetter:
     reason: str
     detail: str
 
+    def record(self) -> DeadLetterRecord:
+        """The dead-letter message: original key and bytes, headers of :mod:`pipeline.dead_letter`."""
+        m = self.message
+        return dead_letter_record(
+            key=m.key,
+            value=m.value,
+            reason=self.reason,
+            detail=self.detail,
+            stage="learner",
+            topic=m.topic,
+            partition=m.partition,
+            offset=m.offset,
+            timestamp_ms=int(m.timestamp.timestamp() * 1000) if m.timestamp is not None else None,
+        )
+
     def headers(self) -> list[tuple[str, bytes]]:
-        original = self.message.value or b""
-        return [
-            ("mbc-reason", self.reason.encode()),
-            ("mbc-detail", self.detail.encode()[:1000]),
-            ("mbc-stage", b"learner"),
-            ("mbc-original-size", str(len(original)).encode()),
-            ("mbc-original-sha256", hashlib.sha256(original).hexdigest().encode()),
-            ("mbc-source-topic", self.message.topic.encode()),
-            ("mbc-source-partition", str(self.message.partition).encode()),
-            ("mbc-source-offset", str(self.message.offset).encode()),
-        ]
+        return self.record().headers
 
 
 @dataclass
@@ -68,10 +77,72 @@ class PreparedBatch:
     codes: Tensor | None  # (N, K)
     sq_error: Tensor | None  # (N, K)
     encode_s: float = 0.0
+    messages: list[RawMessage] = field(default_factory=list)  # the message of each record
 
     @property
     def size(self) -> int:
         return len(self.records) + len(self.dead_letters)
+
+    def part(self, indices: Sequence[int]) -> PreparedBatch:
+        """The records at ``indices`` alone: no dead letters, no offsets (a probe of the store)."""
+        return replace(
+            self,
+            records=[self.records[i] for i in indices],
+            messages=[self.messages[i] for i in indices] if self.messages else [],
+            dead_letters=[],
+            offsets=[],
+            z=None,
+            codes=None,
+            sq_error=None,
+        )
+
+    def reject(self, refused: Mapping[int, str]) -> None:
+        """Move the records at the keys of ``refused`` (index -> the store's reason) to the dead
+        letters, so that the rest of the batch and its offsets can be stored."""
+        keep = [i for i in range(len(self.records)) if i not in refused]
+        for i, detail in sorted(refused.items()):
+            self.dead_letters.append(DeadLetter(self.messages[i], STORE_REJECTED, detail))
+        self.records = [self.records[i] for i in keep]
+        self.messages = [self.messages[i] for i in keep]
+        if self.z is not None and self.codes is not None and self.sq_error is not None:
+            index = torch.tensor(keep, dtype=torch.long, device=self.z.device)
+            self.z, self.codes, self.sq_error = self.z[index], self.codes[index], self.sq_error[index]
+            if not keep:
+                self.z = self.codes = self.sq_error = None
+
+
+class DeadLetterUndelivered(Exception):
+    """The dead-letter topic did not confirm delivery (broker away): retry later, never skip."""
+
+
+def find_refused(batch: PreparedBatch, write: Callable[[PreparedBatch], object]) -> dict[int, str]:
+    """The records the store refuses (index -> reason), found by writing parts of the batch.
+
+    A part that the store refuses with :class:`InvalidRecord` is split in halves until the culprits
+    are single records (when the store names the culprit, it is set aside at once); the parts it
+    accepts are written — harmless, since writes are idempotent by id and the batch is written
+    again whole, with its offsets, afterwards. Errors other than InvalidRecord propagate.
+    """
+    refused: dict[int, str] = {}
+
+    def visit(indices: list[int]) -> None:
+        if not indices:
+            return
+        try:
+            write(batch.part(indices))
+        except InvalidRecord as e:
+            named = [i for i in indices if getattr(batch.records[i], "id", None) == e.doc_id]
+            if len(indices) == 1 or (named and e.doc_id is not None):
+                culprits = named if e.doc_id is not None and named else indices
+                refused.update({i: str(e) for i in culprits})
+                visit([i for i in indices if i not in culprits])
+                return
+            mid = len(indices) // 2
+            visit(indices[:mid])
+            visit(indices[mid:])
+
+    visit(list(range(len(batch.records))))
+    return refused
 
 
 def next_offsets(group: str, committable: Mapping[tuple[str, int], int]) -> list[ConsumedOffset]:
@@ -118,6 +189,7 @@ def prepare(
             z = encoder.encode([d.text for _, d in good]) if good else None
     encode_s = time.perf_counter() - t0
     records: list[DocumentRecord] = []
+    sources: list[RawMessage] = []
     codes = err = None
     if z is not None:
         version = codebook.follow()
@@ -139,7 +211,9 @@ def prepare(
                     position=SourcePosition(m.topic, m.partition, m.offset),
                 )
             )
-    return PreparedBatch(batch_id, records, dead, next_offsets(group, committable), z, codes, err, encode_s)
+            sources.append(m)
+    offsets = next_offsets(group, committable)
+    return PreparedBatch(batch_id, records, dead, offsets, z, codes, err, encode_s, sources)
 
 
 def _split_poison(

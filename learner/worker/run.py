@@ -20,7 +20,7 @@ from infra.kafka import confluent_config, ensure_topics
 from infra.logging import get_logger
 from infra.shutdown import ShutdownRequest
 from learner.inference.encode import TextEncoder
-from learner.worker.batch import DeadLetter, PreparedBatch, RawMessage, prepare
+from learner.worker.batch import DeadLetter, DeadLetterUndelivered, PreparedBatch, RawMessage, prepare
 from learner.worker.health import HealthServer, Heartbeat, WorkerMetrics
 from learner.worker.online_codebook import OnlineCodebook
 from learner.worker.settings import WorkerSettings
@@ -28,6 +28,7 @@ from learner.worker.step import StoreStep
 from memory_store.store import MemoryStore
 
 log = get_logger(__name__)
+DLQ_FLUSH_S = 10.0
 
 
 class Worker:
@@ -78,16 +79,20 @@ class Worker:
                 failures.append(str(err))
 
         for d in letters:
+            record = d.record()
             self._dlq.produce(
                 self.settings.topics.dlq,
-                key=d.message.key,
-                value=d.message.value or b"",
-                headers=list[tuple[str, str | bytes | None]](d.headers()),
+                key=record.key,
+                value=record.value,
+                headers=list[tuple[str, str | bytes | None]](record.headers),
                 on_delivery=report,
             )
-        remaining = self._dlq.flush(30)
+        remaining = self._dlq.flush(DLQ_FLUSH_S)
         if remaining or failures:
-            raise RuntimeError(f"dead-letter delivery failed: {failures[:1] or [f'{remaining} undelivered']}")
+            # StoreStep retries the batch with backoff (partitions paused) until the broker confirms.
+            raise DeadLetterUndelivered(
+                f"dead-letter delivery failed: {failures[:1] or [f'{remaining} undelivered']}"
+            )
         for d in letters:
             self.metrics.dead_letters.labels(d.reason).inc()
             log.warning("dead-lettered", reason=d.reason, detail=d.detail[:200], offset=d.message.offset)

@@ -20,7 +20,6 @@ it as a duplicate) but never lose an item.
 from __future__ import annotations
 
 import asyncio
-import random
 import signal
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ import httpx
 from confluent_kafka import KafkaError
 
 from infra.logging import get_logger
+from infra.retry import Backoff, retry_async
 from pipeline.errors import FeedUrlError
 from pipeline.events import Document
 from pipeline.feeds.fetch import FeedError, fetch
@@ -124,51 +124,63 @@ class FeedPoller:
             await asyncio.sleep(0.02)
 
     async def _feed_loop(self, client: httpx.AsyncClient, url: str, once: bool) -> None:
+        interval = self.settings.poll_interval_s
+        # After n failed polls in a row the next one waits interval * 2**(n-1), capped; else interval.
+        between = Backoff(first_s=interval, max_s=max(self.settings.max_backoff_s, interval), jitter=0.1)
         failures = 0
         while True:
             ok = await self._poll_with_retries(client, url)
             failures = 0 if ok else failures + 1
             if once:
                 return
-            delay = self.settings.poll_interval_s
+            delay = between.delay(max(failures, 1))
             if failures:
-                delay = min(delay * 2 ** (failures - 1), max(self.settings.max_backoff_s, delay))
                 log.error(
                     "feed failing; will poll again", url=url, failures=failures, next_poll_s=round(delay, 2)
                 )
-            await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+            await asyncio.sleep(delay)
 
     async def _poll_with_retries(self, client: httpx.AsyncClient, url: str) -> bool:
         attempts = self.settings.http_retries + 1
-        for attempt in range(1, attempts + 1):
-            problem, retryable = await self._try_poll(client, url)
-            if problem is None:
-                self.summary.failed_feeds.discard(url)
-                return True
-            last = attempt == attempts or not retryable
+        tried = 0
+
+        async def attempt_poll() -> None:
+            nonlocal tried
+            tried += 1
+            await self._poll_logged(client, url)
+
+        def retrying(attempt: int, error: BaseException, _wait: float) -> None:
             log.warning(
-                "feed poll failed" + ("" if last else "; retrying"),
+                "feed poll failed; retrying",
                 url=url,
-                problem=problem,
+                problem=_problem(error),
                 attempt=attempt,
                 attempts=attempts,
             )
-            if last:
-                break
-            await asyncio.sleep(self.settings.retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
-        self.summary.failed_feeds.add(url)
-        return False
 
-    async def _try_poll(self, client: httpx.AsyncClient, url: str) -> tuple[str | None, bool]:
-        """(None, _) on success, else (what went wrong, whether retrying soon may help)."""
+        try:
+            await retry_async(
+                attempt_poll,
+                attempts=attempts,
+                retry_if=lambda e: not isinstance(e, FeedError) or e.retryable,
+                backoff=Backoff(first_s=self.settings.retry_backoff_s, max_s=self.settings.max_backoff_s),
+                on_retry=retrying,
+            )
+        except Exception as e:
+            log.warning("feed poll failed", url=url, problem=_problem(e), attempt=tried, attempts=attempts)
+            self.summary.failed_feeds.add(url)
+            return False
+        self.summary.failed_feeds.discard(url)
+        return True
+
+    async def _poll_logged(self, client: httpx.AsyncClient, url: str) -> None:
         try:
             await self.poll_once(client, url)
-        except FeedError as e:
-            return e.problem, e.retryable
-        except Exception as e:  # a bug or library failure on this feed must not stop the others
+        except FeedError:
+            raise
+        except Exception:  # a bug or library failure on this feed must not stop the others
             log.exception("feed poll crashed", url=url)
-            return f"{type(e).__name__}: {e}", True
-        return None, True
+            raise
 
     async def poll_once(self, client: httpx.AsyncClient, url: str) -> None:
         """Fetch, parse and publish one feed once; :class:`FeedError` if fetching or parsing failed."""
@@ -207,3 +219,7 @@ class FeedPoller:
         if lost == 0:
             self.state.save_validators(url, etag, last_modified)
         log.info("feed polled", url=url, new=len(docs), published=len(delivered), lost=lost)
+
+
+def _problem(error: BaseException) -> str:
+    return error.problem if isinstance(error, FeedError) else f"{type(error).__name__}: {error}"

@@ -10,17 +10,16 @@ is processed again after a restart (the same holds for a bug in the state handli
 Outputs keep the raw partition number (order per source is kept end to end) and carry provenance
 headers ``mbc-source-topic``, ``mbc-source-partition``, ``mbc-source-offset``, ``mbc-source-timestamp``.
 A DLQ message's key is the raw key and its value the original bytes (the first ``dlq_max_bytes``
-of them), with ``mbc-reason``, ``mbc-detail``, ``mbc-original-size``, ``mbc-original-sha256`` and
-``mbc-truncated`` headers.
+of them), with the headers of :mod:`pipeline.dead_letter` (the learner writes the same format).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
 from infra.logging import get_logger
+from pipeline.dead_letter import DeadLetterRecord, dead_letter_record, provenance_headers
 from pipeline.settings import PipelineSettings
 from pipeline.stage.faust_config import TABLE_NAME, app_config, complete_buffer_flush, limit_fetch_wait
 from pipeline.stage.logic import Outcome, StageLogic, Step
@@ -32,29 +31,29 @@ AGENT_NAME = "clean-documents"
 EXIT_UNPROCESSED = 75
 
 
-def provenance_headers(topic: str, partition: int, offset: int, timestamp_ms: int) -> list[tuple[str, bytes]]:
-    return [
-        ("mbc-source-topic", topic.encode()),
-        ("mbc-source-partition", str(partition).encode()),
-        ("mbc-source-offset", str(offset).encode()),
-        ("mbc-source-timestamp", str(timestamp_ms).encode()),
-    ]
-
-
 def dlq_message(
-    step: Step, key: bytes | None, value: bytes | None, max_bytes: int
-) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
-    """(key, value, headers) of the dead-letter message for a rejected ``step``."""
+    step: Step,
+    message_key: bytes | None,
+    value: bytes | None,
+    max_bytes: int,
+    *,
+    where: tuple[str, int, int, int],
+) -> DeadLetterRecord:
+    """The dead-letter message for a rejected ``step``; ``where``: (topic, partition, offset, timestamp ms)."""
     assert step.rejection is not None
-    original = value or b""
-    headers = [
-        ("mbc-reason", step.rejection.reason.value.encode()),
-        ("mbc-detail", step.rejection.detail.encode()[:1000]),
-        ("mbc-original-size", str(len(original)).encode()),
-        ("mbc-original-sha256", hashlib.sha256(original).hexdigest().encode()),
-        ("mbc-truncated", b"1" if len(original) > max_bytes else b"0"),
-    ]
-    return key, original[:max_bytes], headers
+    topic, partition, offset, timestamp_ms = where
+    return dead_letter_record(
+        key=message_key,
+        value=value,
+        reason=step.rejection.reason.value,
+        detail=step.rejection.detail,
+        stage="pipeline",
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=timestamp_ms,
+        max_bytes=max_bytes,
+    )
 
 
 def build_app(settings: PipelineSettings, metrics: StageMetrics) -> Any:
@@ -71,13 +70,16 @@ def build_app(settings: PipelineSettings, metrics: StageMetrics) -> Any:
     logic = StageLogic(table, settings.limits(), window_ms=int(settings.dedup_window_s * 1000))
 
     async def emit(step: Step, message: Any, timestamp_ms: int) -> None:
-        headers = provenance_headers(message.topic, message.partition, message.offset, timestamp_ms)
+        where = (message.topic, message.partition, message.offset, timestamp_ms)
         if step.outcome is Outcome.ACCEPTED and step.document is not None:
             doc = step.document
+            headers = provenance_headers(*where)
             await clean.send(key=doc.key, value=doc.to_json(), partition=message.partition, headers=headers)
         elif step.outcome is Outcome.REJECTED:
-            key, value, extra = dlq_message(step, message.key, message.value, settings.dlq_max_bytes)
-            await dlq.send(key=key, value=value, partition=message.partition, headers=headers + extra)
+            letter = dlq_message(step, message.key, message.value, settings.dlq_max_bytes, where=where)
+            await dlq.send(
+                key=letter.key, value=letter.value, partition=message.partition, headers=letter.headers
+            )
 
     @app.agent(raw, name=AGENT_NAME)
     async def clean_documents(stream: Any) -> None:

@@ -194,9 +194,10 @@ class _Deadlock(Exception):
 def test_conflicting_writes_are_retried_then_given_up(
     store: MemoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from infra.retry import Backoff
     from memory_store import db
 
-    monkeypatch.setattr(db.time, "sleep", lambda _: None)
+    monkeypatch.setattr(db, "WRITE_BACKOFF", Backoff(first_s=0, max_s=0))
     calls: list[int] = []
 
     def flaky(conn: sa.Connection) -> str:

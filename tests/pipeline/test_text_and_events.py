@@ -112,7 +112,10 @@ dates = st.datetimes(min_value=datetime(1950, 1, 1), max_value=datetime(2026, 1,
 @given(
     text=texts,
     title=st.text(max_size=80),
-    source=st.text(min_size=1, max_size=60).filter(str.strip),
+    # sources obey the contract: no control characters (pipeline/contract.py)
+    source=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=60).filter(
+        str.strip
+    ),
     ref=st.text(max_size=40),
     published=st.none() | dates,
 )

@@ -12,9 +12,9 @@ from arroyo.backends.kafka import KafkaPayload
 from arroyo.processing.strategies import MessageRejected
 from arroyo.types import BrokerValue, Message, Partition, Topic, Value
 
-from learner.worker.batch import DeadLetter, PreparedBatch, RawMessage
+from learner.worker.batch import STORE_REJECTED, DeadLetter, DeadLetterUndelivered, PreparedBatch, RawMessage
 from learner.worker.step import StoreStep
-from memory_store.errors import DatabaseUnreachable
+from memory_store.errors import DatabaseUnreachable, InvalidRecord
 
 TOPIC = Topic("docs.clean")
 
@@ -105,3 +105,78 @@ def test_join_abandons_what_cannot_be_made_durable() -> None:
     step.join(0.1)
     assert commits == []  # nothing committed: the batch is consumed again after a restart
     step.submit(batch([0], [b"a"]))  # accepted again: the abandoned batch no longer blocks
+
+
+class RefusingSink(Sink):
+    """A store that refuses some documents (InvalidRecord), like a constraint would."""
+
+    def __init__(self, refuse: set[bytes], name_culprit: bool) -> None:
+        super().__init__()
+        self.refuse, self.name_culprit = refuse, name_culprit
+        self.letters: list[DeadLetter] = []
+        self.offsets_written: list[object] = []
+
+    def prepare(
+        self, messages: list[RawMessage], committable: Mapping[tuple[str, int], int]
+    ) -> PreparedBatch:
+        batch = super().prepare(messages, committable)
+        batch.messages = [m for m in messages if m.value != b"poison"]
+        batch.offsets = [("offsets", dict(committable))]  # type: ignore[list-item]
+        return batch
+
+    def dead_letter(self, letters: list[DeadLetter]) -> None:
+        self.letters += letters
+        super().dead_letter(letters)
+
+    def write(self, batch: PreparedBatch) -> None:
+        bad = [r for r in batch.records if r in self.refuse]
+        if bad:
+            culprit = bad[0].decode() if self.name_culprit else None  # type: ignore[attr-defined]
+            raise InvalidRecord(f"document {culprit}: refused", culprit)
+        if not self.up:
+            raise DatabaseUnreachable("store is down")
+        self.stored_ids.update(batch.records)  # type: ignore[arg-type]
+        self.offsets_written += batch.offsets
+
+
+@pytest.mark.parametrize("name_culprit", [True, False])
+def test_refused_documents_are_dead_lettered_one_by_one_and_the_rest_stored(name_culprit: bool) -> None:
+    values = [b"a", b"b", b"x1", b"c", b"poison", b"x2", b"d", b"e"]
+    sink, commits = RefusingSink({b"x1", b"x2"}, name_culprit), []
+    step = StoreStep(sink, lambda offsets, force=False: commits.append(dict(offsets)))
+    step.submit(batch(list(range(len(values))), values))
+    assert sink.stored_ids == {b"a", b"b", b"c", b"d", b"e"}
+    assert sorted((d.reason, d.message.value) for d in sink.letters) == [
+        ("bad", b"poison"),
+        (STORE_REJECTED, b"x1"),
+        (STORE_REJECTED, b"x2"),
+    ]
+    refused = [d for d in sink.letters if d.reason == STORE_REJECTED]
+    assert all(
+        "refused" in d.detail and d.record().header("mbc-reason") == b"store_rejected" for d in refused
+    )
+    assert sink.offsets_written == [("offsets", {("docs.clean", 0): 8})]  # once, with the whole batch
+    assert commits == [{Partition(TOPIC, 0): 8}]
+    step.submit(batch([8], [b"f"]))  # and the stream goes on
+    assert commits[-1] == {Partition(TOPIC, 0): 9}
+
+
+def test_an_undelivered_dead_letter_is_retried_not_skipped() -> None:
+    sink, commits = Sink(), []
+    broker_up = [False]
+
+    def dead_letter(letters: list[DeadLetter]) -> None:
+        if not broker_up[0]:
+            raise DeadLetterUndelivered("broker away")
+        sink.effects.append(("dlq", [d.message.offset for d in letters]))
+
+    sink.dead_letter = dead_letter  # type: ignore[method-assign]
+    step = StoreStep(sink, lambda offsets, force=False: commits.append(dict(offsets)), retry_max_s=0.02)
+    step.submit(batch([0, 1], [b"a", b"poison"]))
+    assert commits == [] and not step.store_up and sink.stored_ids == set()
+    broker_up[0] = True
+    time.sleep(0.03)
+    step.poll()
+    assert [k for k, _ in sink.effects] == ["dlq", "store", "observe"] and commits == [
+        {Partition(TOPIC, 0): 2}
+    ]
