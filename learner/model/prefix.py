@@ -8,6 +8,9 @@ reshaped into per-layer key and value tensors of shape (B, H, P, head_dim).
 With grouped-query attention (Llama with fewer KV heads than query heads, e.g. SmolLM2's 3 of 9)
 keys and values are ``kv_dim`` = KV heads x head_dim wide, narrower than D: each token's block
 then ends in kv_dim outputs and the residual goes through one shared linear map D -> kv_dim.
+That map and the blocks' output layers start at zero, so the untrained prefix is all zeros, which
+a pretrained LM barely notices (SmolLM2-135M, two SQuAD-style questions: QA loss 5.3 without a
+prefix, 5.1 with a zero prefix, 12.4 with a randomly initialised one).
 
 Token n = p·(2L) + j holds, for layer l = j // 2, the key (j even) or value (j odd) of prefix
 position p.
@@ -66,6 +69,9 @@ class PrefixExpander(nn.Module):
             if w.device.type != "meta":
                 bound = 1.0 / math.sqrt(fan_in)
                 nn.init.uniform_(w, -bound, bound)
+        if self.skip is not None and self.w2.device.type != "meta":
+            nn.init.zeros_(self.w2)  # a zero prefix to start from (module docstring)
+            nn.init.zeros_(self.skip.weight)
 
     def tokens(self, x: Tensor) -> Tensor:
         """(B, K, D) -> the N actual tokens (B, N, kv_dim)."""
