@@ -16,7 +16,7 @@ import typer
 from infra.settings import load_settings
 from learner.settings import LearnerSettings
 
-PRESET_HELP = "Model preset: tiny, distilgpt2, gpt2-large, gpt2-xl, llama2-7b."
+PRESET_HELP = "Model preset: tiny, distilgpt2, gpt2-large, gpt2-xl, llama2-7b, smollm2-135m."
 FORMAT_HELP = (
     "Dataset format: auto, squad, streamingqa-jsonl, streamingqa-csv, archivalqa, archivalqa-processed."
 )
@@ -77,7 +77,11 @@ def synth(
 
 def _format_breakdown(title: str, rows: list[tuple[str, int]]) -> str:
     lines = [f"trainable parameters — {title}"]
-    lines += [f"  {name:<28}{count:>16,}" for name, count in rows]
+    lines += [f"  {name:<30}{count:>16,}" for name, count in rows]
+    counts = dict(rows)
+    lines.append("bytes in bf16 (2 per parameter)")
+    for label, key in (("trainable (checkpoint)", "trainable total"), ("frozen base LM", "frozen base LM")):
+        lines.append(f"  {label:<30}{2 * counts[key] / 2**20:>14.1f} MiB")
     return "\n".join(lines)
 
 
@@ -98,8 +102,10 @@ def train(
     init: Annotated[
         str, typer.Option(help="pretrained (HF names or local paths) or scratch (random weights).")
     ] = "scratch",
-    train_data: Annotated[Path | None, typer.Option("--train", help="Training QA file.")] = None,
-    val_data: Annotated[Path | None, typer.Option("--val", help="Validation QA file.")] = None,
+    train_data: Annotated[
+        Path | None, typer.Option("--train", "--train-data", help="Training QA file.")
+    ] = None,
+    val_data: Annotated[Path | None, typer.Option("--val", "--val-data", help="Validation QA file.")] = None,
     data_format: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "auto",
     documents: Annotated[
         Path | None, typer.Option(help="Documents file for --train (StreamingQA JSONL, ArchivalQA).")
@@ -130,6 +136,10 @@ def train(
     ] = None,
     max_steps: Annotated[
         int | None, typer.Option(help="Stop (saving `last`) after this many optimizer steps.")
+    ] = None,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(help="Stop in time to save `last` within this many minutes of wall-clock time."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     retrieval_warmup: Annotated[
@@ -238,7 +248,7 @@ def train(
     model = _unwrap(trainer.acc.unwrap_model(trainer.model))
     if main:
         typer.echo(_format_breakdown(f"{preset} ({init})", param_breakdown(model).rows()))
-    result = trainer.run(max_steps=max_steps)
+    result = trainer.run(max_steps=max_steps, max_minutes=max_minutes)
     if not main:
         return
     out = {
@@ -261,7 +271,12 @@ def evaluate(
     num_docs: Annotated[
         int | None, typer.Option(help="Bank size: the first N documents (default all).")
     ] = None,
-    memory: Annotated[str, typer.Option(help="compressed, full or none (base LM alone).")] = "compressed",
+    memory: Annotated[
+        str,
+        typer.Option(
+            help="compressed, full, none (base LM alone) or paragraph (gold paragraph in the prompt, KV-LoRA, no memory)."
+        ),
+    ] = "compressed",
     aggregation: Annotated[
         str, typer.Option(help="counts (exact, O(distinct codes)) or naive (every stored code).")
     ] = "counts",
@@ -274,6 +289,12 @@ def evaluate(
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default from settings).")] = None,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (GPU).")] = False,
+    base_lm: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the checkpoint's base LM is now (e.g. a .gguf path); must be the same file."
+        ),
+    ] = None,
 ) -> None:
     """Online adaptation: store the test documents in a bank, answer every question, report EM/F1, bytes, ms."""
     import torch
@@ -284,15 +305,17 @@ def evaluate(
     from learner.training.checkpoint import load_checkpoint
 
     settings = _setup()
-    if memory not in ("compressed", "full", "none") or aggregation not in ("counts", "naive"):
-        raise ConfigValueError("--memory must be compressed|full|none and --aggregation counts|naive")
+    if memory not in ("compressed", "full", "none", "paragraph") or aggregation not in ("counts", "naive"):
+        raise ConfigValueError(
+            "--memory must be compressed|full|none|paragraph and --aggregation counts|naive"
+        )
     if decoding not in ("greedy", "paper"):
         raise ConfigValueError("--decoding must be greedy or paper")
     choice = device or settings.device
     dev = torch.device(
         "cuda" if choice == "auto" and torch.cuda.is_available() else ("cpu" if choice == "auto" else choice)
     )
-    model, tokenizers, meta = load_checkpoint(checkpoint, dev)
+    model, tokenizers, meta = load_checkpoint(checkpoint, dev, lm_source=base_lm)
     ds = load_dataset(data, data_format, documents)
     dec = (
         DecodeConfig.paper()

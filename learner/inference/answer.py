@@ -45,13 +45,20 @@ def answer_questions(
     batch_size: int,
     device: torch.device,
     bf16: bool = False,
+    contexts: Sequence[str] | None = None,
 ) -> list[str]:
-    """Predicted answer text for every question."""
+    """Predicted answer text for every question. With ``contexts`` (one paragraph per question) the
+    LM reads paragraph + question in its prompt, with its KV-LoRA and no memory."""
     preds: list[str] = []
     for i in range(0, len(questions), batch_size):
         chunk = list(questions[i : i + batch_size])
         q_ids, q_mask = pad(texts.questions_amort(chunk), texts.tok.amort_pad_id)
-        g_ids, g_mask = pad(texts.questions_lm(chunk), texts.tok.lm_pad_id, left=True)
+        prompts = (
+            texts.paragraph_prompts_lm(contexts[i : i + batch_size], chunk)
+            if contexts is not None
+            else texts.questions_lm(chunk)
+        )
+        g_ids, g_mask = pad(prompts, texts.tok.lm_pad_id, left=True)
         with _autocast(device, bf16):
             out = model.answer(
                 q_ids.to(device),
@@ -64,6 +71,7 @@ def answer_questions(
                 num_beams=decode.num_beams,
                 num_beam_groups=decode.num_beam_groups,
                 diversity_penalty=decode.diversity_penalty,
+                lora=contexts is not None,
             )
         preds += [texts.decode(t) for t in out]
     return preds

@@ -1,6 +1,6 @@
 """Aggregation network (docs/DESIGN.md §1.4): question vectors attend over the memory.
 
-A question encoder (T5 with K learnable prompts, like the amortization network) gives K query
+A question encoder (T5 — or the base LM, ``encoder="lm"`` — with K learnable prompts, like the amortization network) gives K query
 vectors; ``blocks`` pre-LayerNorm cross-attention blocks (LayerNorm on the queries and on the
 memory, multi-head attention, residual, LayerNorm + feed-forward, residual) let them attend
 over every memory row. Nothing here is positional on the memory side, and LayerNorm and the
@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from learner.model.amortization import PromptedT5
 from learner.model.memory import Memory
 
 
@@ -67,9 +66,7 @@ class CrossAttentionBlock(nn.Module):
 class Aggregator(nn.Module):
     """Question encoder + cross-attention blocks: (question, memory) -> K vectors (B, K, D)."""
 
-    def __init__(
-        self, question_encoder: PromptedT5, dim: int, blocks: int, heads: int, head_dim: int
-    ) -> None:
+    def __init__(self, question_encoder: nn.Module, dim: int, blocks: int, heads: int, head_dim: int) -> None:
         super().__init__()
         self.question_encoder = question_encoder
         self.blocks = nn.ModuleList([CrossAttentionBlock(dim, heads, head_dim) for _ in range(blocks)])

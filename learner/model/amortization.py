@@ -22,17 +22,19 @@ class TokenwiseMLP(nn.Module):
     """K independent MLPs, one per token position, evaluated as batched matrix products.
 
     Token k: skip_k(x) + W2_k tanh(W1_k LN_k(x) + b1_k) + b2_k, where skip_k is the identity
-    when d_in == d_out and a linear map otherwise. Same parameters as K separate modules.
+    when d_in == d_out and a linear map otherwise. Same parameters as K separate modules. The
+    hidden width is d_out (the papers) unless ``hidden`` narrows it (smaller checkpoints).
     """
 
-    def __init__(self, num_tokens: int, d_in: int, d_out: int) -> None:
+    def __init__(self, num_tokens: int, d_in: int, d_out: int, hidden: int | None = None) -> None:
         super().__init__()
-        self.num_tokens, self.d_in, self.d_out = num_tokens, d_in, d_out
+        h = hidden or d_out  # the papers' MLP: hidden = d_out
+        self.num_tokens, self.d_in, self.d_out, self.hidden = num_tokens, d_in, d_out, h
         self.ln_weight = nn.Parameter(torch.ones(num_tokens, d_in))
         self.ln_bias = nn.Parameter(torch.zeros(num_tokens, d_in))
-        self.w1 = nn.Parameter(torch.empty(num_tokens, d_in, d_out))
-        self.b1 = nn.Parameter(torch.zeros(num_tokens, d_out))
-        self.w2 = nn.Parameter(torch.empty(num_tokens, d_out, d_out))
+        self.w1 = nn.Parameter(torch.empty(num_tokens, d_in, h))
+        self.b1 = nn.Parameter(torch.zeros(num_tokens, h))
+        self.w2 = nn.Parameter(torch.empty(num_tokens, h, d_out))
         self.b2 = nn.Parameter(torch.zeros(num_tokens, d_out))
         self.skip_w: nn.Parameter | None = None
         self.skip_b: nn.Parameter | None = None
@@ -43,7 +45,7 @@ class TokenwiseMLP(nn.Module):
 
     def reset_parameters(self) -> None:
         # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights.
-        for w, fan_in in ((self.w1, self.d_in), (self.w2, self.d_out), (self.skip_w, self.d_in)):
+        for w, fan_in in ((self.w1, self.d_in), (self.w2, self.hidden), (self.skip_w, self.d_in)):
             if w is not None and w.device.type != "meta":
                 bound = 1.0 / math.sqrt(fan_in)
                 nn.init.uniform_(w, -bound, bound)
@@ -52,7 +54,7 @@ class TokenwiseMLP(nn.Module):
         """(B, K, d_in) -> (B, K, d_out)."""
         h = nn.functional.layer_norm(x, (self.d_in,))  # (B, K, d_in)
         h = h * self.ln_weight + self.ln_bias
-        h = torch.tanh(torch.einsum("bki,kio->bko", h, self.w1) + self.b1)  # (B, K, d_out)
+        h = torch.tanh(torch.einsum("bki,kio->bko", h, self.w1) + self.b1)  # (B, K, hidden)
         h = torch.einsum("bki,kio->bko", h, self.w2) + self.b2  # (B, K, d_out)
         if self.skip_w is not None and self.skip_b is not None:
             return h + torch.einsum("bki,kio->bko", x, self.skip_w) + self.skip_b

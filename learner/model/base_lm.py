@@ -20,6 +20,7 @@ from learner.decoding import greedy_search, group_beam_search
 from learner.decoding.step import StepOutput
 from learner.errors import ModelLoadError
 from learner.model.config import LMSpec
+from learner.model.gguf_source import resolve_lm_source
 from learner.model.prefix import Prefix
 
 
@@ -52,6 +53,7 @@ def lm_config_from_spec(spec: LMSpec, vocab_size: int, pad_id: int, eos_id: int,
         num_key_value_heads=spec.kv_heads or spec.heads,
         max_position_embeddings=spec.max_positions,
         attention_dropout=spec.dropout,
+        tie_word_embeddings=spec.tie_embeddings,
         bos_token_id=bos_id,
         eos_token_id=eos_id,
         pad_token_id=pad_id,
@@ -60,7 +62,10 @@ def lm_config_from_spec(spec: LMSpec, vocab_size: int, pad_id: int, eos_id: int,
 
 
 def load_pretrained_lm(spec: LMSpec, source: str) -> PreTrainedModel:
-    """``from_pretrained`` on a local directory or (when the hub is allowed) a model name."""
+    """``from_pretrained`` on a local directory, (when the hub is allowed) a model name, or a GGUF
+    source (``pkg:<package>/<file>.gguf`` or a ``.gguf`` path, read through its local cache:
+    :mod:`learner.model.gguf_source`)."""
+    source = resolve_lm_source(source)[0]
     kwargs: dict[str, Any] = {}
     if spec.quantization == "nf4":
         try:
@@ -101,7 +106,9 @@ class BaseLM(nn.Module):
         self.num_layers: int = cfg.num_hidden_layers
         self.num_heads: int = cfg.num_attention_heads
         self.hidden: int = cfg.hidden_size
-        self.head_dim: int = self.hidden // self.num_heads
+        self.head_dim: int = getattr(cfg, "head_dim", None) or self.hidden // self.num_heads
+        # grouped-query attention (Llama): keys/values, and so the prefix, have fewer heads
+        self.num_kv_heads: int = getattr(cfg, "num_key_value_heads", None) or self.num_heads
 
     def make_cache(self, prefix: Prefix | None) -> DynamicCache | None:
         if prefix is None:

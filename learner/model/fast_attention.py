@@ -96,7 +96,22 @@ def inference_amortizer(
     ``bf16`` casts the weights once (no per-call autocast casts); ``compile`` wraps it in
     ``torch.compile`` (first batches of each new shape pay the compilation).
     Returns ``f(ids (N, T), mask (N, T)) -> (N, K, D)``.
+
+    The fast path is T5-specific: any other amortizer (``encoder="lm"``: LoRA adapters on the shared
+    base LM, :mod:`learner.model.lm_encoder`) is returned as it is, in eval mode, run under bf16
+    autocast when ``bf16`` on a GPU (its base weights are shared with the answering LM and are not
+    cast here).
     """
+    if not hasattr(amortizer, "t5"):
+        amortizer.eval()
+        if not (bf16 and device.type == "cuda"):
+            return amortizer
+
+        def autocast_amortizer(ids: Tensor, mask: Tensor) -> Tensor:
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                return amortizer(ids, mask)  # type: ignore[no-any-return]
+
+        return autocast_amortizer
     amortizer = amortizer.to(device).eval()
     use_fast_attention(amortizer)
     if bf16:

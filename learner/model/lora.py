@@ -11,6 +11,7 @@ Both start as no-ops (B = 0) and leave every base weight frozen.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -79,7 +80,9 @@ def apply_kv_lora(model: Any, arch: str, r: int, alpha: int, dropout: float, las
             layers_pattern="layers",
             bias="none",
         )
-        inject_adapter_in_model(config, model)
+        with warnings.catch_warnings():  # a second adapter next to encoder="lm"'s is intended
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            inject_adapter_in_model(config, model)
         return [f"model.layers.{i}.self_attn.{p}" for i in chosen for p in ("k_proj", "v_proj")]
     raise ConfigValueError(f"KV-LoRA is not implemented for architecture {arch!r}")
 

@@ -19,8 +19,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from learner.model.adapters import KV_ADAPTER, activate
 from learner.model.aggregator import Aggregator
-from learner.model.amortization import PromptedT5
 from learner.model.base_lm import BaseLM
 from learner.model.codebook import Codebook, quantize
 from learner.model.config import MemoryMode, ModelConfig
@@ -61,8 +61,8 @@ class MBCModel(nn.Module):
     def __init__(
         self,
         config: ModelConfig,
-        amortizer: PromptedT5,
-        question_encoder: PromptedT5,
+        amortizer: nn.Module,  # PromptedT5 or SummaryTokenEncoder: (ids, mask) -> (N, K, D)
+        question_encoder: nn.Module,
         lm: BaseLM,
         train_memory: Literal["compressed", "full"] = "compressed",
     ) -> None:
@@ -83,12 +83,19 @@ class MBCModel(nn.Module):
             question_encoder, d, config.agg_blocks, config.agg_heads, config.agg_head_dim
         )
         self.expander = PrefixExpander(
-            config.num_tokens, d, lm.num_layers, lm.num_heads, config.prefix_len, config.expand_hidden
+            config.num_tokens,
+            d,
+            lm.num_layers,
+            lm.num_kv_heads,
+            config.prefix_len,
+            config.expand_hidden,
+            lm.num_kv_heads * lm.head_dim,
         )
         apply_kv_lora(
             lm.model, lm.arch, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_last_n
         )
-        freeze_all_but_lora(lm.model)
+        freeze_all_but_lora(lm.model)  # KV-LoRA and, with encoder="lm", the encoders' adapters train
+        activate(lm.model, KV_ADAPTER)  # the answering side's resting state (learner.model.adapters)
         self.lm = lm
 
     # -- training -------------------------------------------------------------------------------------
@@ -142,14 +149,18 @@ class MBCModel(nn.Module):
         num_beams: int = 1,
         num_beam_groups: int = 1,
         diversity_penalty: float = 0.0,
+        lora: bool = False,
     ) -> list[list[int]]:
-        """Answer tokens for left-padded LM prompts ``gen_ids``; ``memory=None`` is the base LM alone."""
+        """Answer tokens for left-padded LM prompts ``gen_ids``; ``memory=None`` is the base LM alone,
+        or with ``lora`` the LM with its trained KV-LoRA and no prefix (the paragraph-in-prompt row)."""
         settings = dict(
             max_new_tokens=max_new_tokens,
             num_beams=num_beams,
             num_beam_groups=num_beam_groups,
             diversity_penalty=diversity_penalty,
         )
+        if memory is None and lora:
+            return self.lm.generate(gen_ids, gen_mask, None, eos_id, **settings)  # type: ignore[arg-type]
         if memory is None:
             with lora_disabled(self.lm.model):
                 return self.lm.generate(gen_ids, gen_mask, None, eos_id, **settings)  # type: ignore[arg-type]

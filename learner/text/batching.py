@@ -64,6 +64,16 @@ class TextBatcher:
         out = self.tok.lm(list(questions), add_special_tokens=False)["input_ids"]
         return [list(ids)[-self.cfg.max_question_tokens :] for ids in out]
 
+    def paragraph_prompts_lm(self, paragraphs: Sequence[str], questions: Sequence[str]) -> list[list[int]]:
+        """LM prompts ``paragraph`` (first ``max_doc_tokens`` tokens), newline, ``question``: the
+        paragraph-in-prompt ceiling of `mbc eval`."""
+        docs = self.tok.lm(list(paragraphs), add_special_tokens=False)["input_ids"]
+        newline = list(self.tok.lm("\n", add_special_tokens=False)["input_ids"])
+        return [
+            [*list(d)[: self.cfg.max_doc_tokens], *newline, *q]
+            for d, q in zip(docs, self.questions_lm(questions), strict=True)
+        ]
+
     def answers_lm(self, answers: Sequence[str]) -> list[list[int]]:
         out = self.tok.lm([" " + a for a in answers], add_special_tokens=False)["input_ids"]
         limit = self.cfg.max_answer_tokens - 1

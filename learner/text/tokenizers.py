@@ -73,9 +73,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
 
 
 def load_tokenizer(source: str) -> Any:
-    """A tokenizer from a local directory or a model name; GPT-2 style ones get pad = eos."""
+    """A tokenizer from a local directory, a model name or a GGUF source (through its cache:
+    :mod:`learner.model.gguf_source`); GPT-2 style ones get pad = eos."""
     from transformers import AutoTokenizer
 
+    from learner.model.gguf_source import resolve_lm_source
+
+    source = resolve_lm_source(source)[0]
     try:
         tok = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as e:

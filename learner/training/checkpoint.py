@@ -3,7 +3,8 @@
 Layout of ``<run>/checkpoints/<name>/`` (``name`` is ``last``, ``best-loss``, ``best-em`` or ``best-f1``)::
 
     config.json          format, ModelConfig, TrainConfig, init, train memory, the three networks'
-                         transformers configs, base-LM source, step
+                         transformers configs, base-LM source and — for a GGUF base — its identity
+                         (package, file name, sha256), step
     model.safetensors    every parameter and buffer of the model, except the frozen base-LM
                          weights when they come from a pretrained source (recorded in config.json)
     optimizer.pt         optimizer and LR-scheduler state
@@ -11,6 +12,11 @@ Layout of ``<run>/checkpoints/<name>/`` (``name`` is ``last``, ``best-loss``, ``
     rng.pt               Python, NumPy and torch RNG states (exact resume)
     tokenizer_lm/        tokenizer(s), saved with save_pretrained
     tokenizer_amort/     (only when the two sides differ)
+
+With a pretrained base LM the checkpoint holds what was trained only: LoRA adapters (KV-LoRA and,
+with ``encoder="lm"``, the encoders' adapters), summary tokens, MLPs, codebook, aggregator and
+prefix expander. Loading it against another base file than the one recorded raises
+:class:`BaseModelMismatch`. Format 1 checkpoints (no identity) still load.
 
 A checkpoint is first written to a hidden sibling directory, flushed, then renamed into place;
 the previous one is renamed aside and removed afterwards. If a crash leaves only the renamed-aside
@@ -35,11 +41,17 @@ from safetensors.torch import load_file, save_file
 from learner.errors import CheckpointError
 from learner.model.build import ArchConfigs, arch_configs, build_from_arch, load_pretrained_lm
 from learner.model.config import ModelConfig, TrainConfig, model_config_from_dict, train_config_from_dict
+from learner.model.gguf_source import BaseIdentity, identity_of
 from learner.model.lora import is_lora_parameter
 from learner.model.mbc import MBCModel
 from learner.text.tokenizers import Tokenizers
 
-FORMAT = 1
+FORMAT = 2  # 2 added base_identity; format 1 is read as "no identity"
+READABLE_FORMATS = (1, 2)
+
+
+class BaseModelMismatch(CheckpointError):
+    """The base LM found is not the file the checkpoint was trained on."""
 
 
 @dataclass
@@ -51,6 +63,7 @@ class CheckpointMeta:
     arch: ArchConfigs
     lm_source: str | None  # set when the base-LM weights are not stored in the checkpoint
     step: int
+    base_identity: BaseIdentity | None = None  # GGUF base LMs: which file (learner.model.gguf_source)
 
     def to_json(self) -> dict[str, Any]:
         from learner.model.config import config_to_dict
@@ -64,15 +77,17 @@ class CheckpointMeta:
             "arch": {"amort": self.arch.amort, "question": self.arch.question, "lm": self.arch.lm},
             "lm_source": self.lm_source,
             "step": self.step,
+            "base_identity": self.base_identity.to_json() if self.base_identity else None,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CheckpointMeta:
-        if data.get("format") != FORMAT:
+        if data.get("format") not in READABLE_FORMATS:
             raise CheckpointError(
-                f"checkpoint format {data.get('format')} is not supported (expected {FORMAT})"
+                f"checkpoint format {data.get('format')} is not supported (expected one of {READABLE_FORMATS})"
             )
         a = data["arch"]
+        identity = data.get("base_identity")
         return cls(
             model_config_from_dict(data["model"]),
             train_config_from_dict(data["train"]),
@@ -81,6 +96,7 @@ class CheckpointMeta:
             ArchConfigs(a["amort"], a["question"], a["lm"]),
             data["lm_source"],
             int(data["step"]),
+            BaseIdentity(**identity) if identity else None,
         )
 
 
@@ -181,12 +197,33 @@ def read_meta(path: Path) -> CheckpointMeta:
         raise CheckpointError(f"{path / 'config.json'}: unreadable checkpoint config ({e})") from None
 
 
+def check_base_identity(meta: CheckpointMeta, source: str) -> None:
+    """Raise :class:`BaseModelMismatch` unless ``source`` is the GGUF file the checkpoint recorded."""
+    if meta.base_identity is None:
+        return
+    found = identity_of(source)
+    want = meta.base_identity
+    if found is None or found.sha256 != want.sha256:
+        got = f"{found.file} sha256 {found.sha256[:16]}" if found else repr(source)
+        raise BaseModelMismatch(
+            f"checkpoint was trained on base LM {want.file} (package {want.package}, sha256 "
+            f"{want.sha256[:16]}…) but the base LM found is {got}; install the matching file"
+        )
+
+
 def load_checkpoint(
-    path: Path, device: torch.device | str = "cpu"
+    path: Path, device: torch.device | str = "cpu", lm_source: str | None = None
 ) -> tuple[MBCModel, Tokenizers, CheckpointMeta]:
-    """Rebuild the model from the stored configs and load its weights (base LM from source if not stored)."""
+    """Rebuild the model from the stored configs and load its weights (base LM from source if not
+    stored; ``lm_source`` replaces the recorded source, e.g. a GGUF file elsewhere — it must be the
+    same file, see :func:`check_base_identity`)."""
+    from learner.model.precision import place_model
+
     path = resolve_checkpoint(path)
     meta = read_meta(path)
+    if meta.lm_source is not None:
+        meta.lm_source = lm_source or meta.lm_source
+        check_base_identity(meta, meta.lm_source)
     model = build_from_arch(meta.model, meta.arch, meta.train_memory)  # type: ignore[arg-type]
     state = load_file(str(path / "model.safetensors"))
     with safe_open(str(path / "model.safetensors"), framework="pt") as f:
@@ -202,17 +239,19 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
-    return model.to(device), Tokenizers.load(path), meta
+    return place_model(model, torch.device(device)), Tokenizers.load(path), meta
 
 
 def _lm_key(model: MBCModel, name: str) -> str:
-    """Map a plain HF LM state-dict key to our key (LoRA-wrapped GPT-2 c_attn keeps its base under .base)."""
+    """Map a plain HF LM state-dict key to our key (LoRA-wrapped GPT-2 c_attn keeps its base under
+    .base; a peft-wrapped Llama projection under .base_layer)."""
     key = f"lm.model.{name}"
     if key in model.state_dict():
         return key
     if ".c_attn." in key:
         return key.replace(".c_attn.", ".c_attn.base.")
-    return key.replace(".k_proj.", ".k_proj.base_layer.").replace(".v_proj.", ".v_proj.base_layer.")
+    head, _, leaf = key.rpartition(".")
+    return f"{head}.base_layer.{leaf}"
 
 
 def load_training_state(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -227,6 +266,7 @@ def load_training_state(path: Path) -> tuple[dict[str, Any], dict[str, Any], dic
 
 
 __all__ = [
+    "BaseModelMismatch",
     "CheckpointMeta",
     "arch_configs",
     "load_checkpoint",

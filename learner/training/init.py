@@ -1,6 +1,8 @@
 """A new model and its tokenizers for a training run.
 
-* ``--init pretrained``: networks and tokenizers from their Hugging Face names or local paths.
+* ``--init pretrained``: networks and tokenizers from their Hugging Face names or local paths
+  (or a GGUF source, :mod:`learner.model.gguf_source`). With ``encoder="lm"`` (``smollm2-135m``)
+  the base LM is also the amortizer and question encoder, and its tokenizer serves all three.
 * ``--init scratch``: a byte-level BPE tokenizer trained on the training corpus (shared by both
   sides), networks from config with random weights; the base LM is first trained as a plain LM on
   the ``--lm-corpus`` when given (:mod:`learner.training.lm_pretrain`) and saved to ``<run>/base_lm`` so that
@@ -19,7 +21,7 @@ from transformers import T5Model
 from infra.logging import get_logger
 from learner.model.amortization import t5_config_from_spec
 from learner.model.base_lm import lm_config_from_spec, lm_from_config, load_pretrained_lm
-from learner.model.build import assemble, build_model
+from learner.model.build import assemble, assemble_on_lm, build_model
 from learner.model.mbc import MBCModel
 from learner.text.tokenizers import Tokenizers, corpus_texts, load_tokenizer, train_tokenizer
 from learner.training.lm_pretrain import lm_corpus, pretrain_lm
@@ -75,6 +77,12 @@ def build_for_training(
     (``save_base_lm``), so that processes do not write one folder at the same time.
     """
     cfg, tcfg = spec.model, spec.train
+    if spec.init == "pretrained" and cfg.encoder == "lm":
+        # one tokenizer for documents, questions and answers: the base LM's own
+        source = spec.lm_source or cfg.lm.name
+        tok = load_tokenizer(source)
+        model = build_model(cfg, "pretrained", Tokenizers(tok, tok, shared=True), tcfg.memory, source)
+        return model, Tokenizers(tok, tok, shared=True), source
     if spec.init == "pretrained":
         tokenizers = Tokenizers(load_tokenizer(spec.lm_source or cfg.lm.name), load_tokenizer(cfg.amort.name))
         model = build_model(cfg, "pretrained", tokenizers, tcfg.memory, spec.lm_source)
@@ -84,6 +92,8 @@ def build_for_training(
         lm = load_pretrained_lm(cfg.lm, spec.lm_source)
     else:
         lm, tok = _scratch_lm(spec, train_ds, progress, save_base_lm)
+    if cfg.encoder == "lm":
+        return assemble_on_lm(cfg, lm, tcfg.memory), Tokenizers(tok, tok, shared=True), None
     t5_cfg = (len(tok), int(tok.pad_token_id), int(tok.eos_token_id))
     amort = T5Model(t5_config_from_spec(cfg.amort, *t5_cfg))
     question = T5Model(t5_config_from_spec(cfg.question, *t5_cfg))

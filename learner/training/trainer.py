@@ -6,7 +6,8 @@ gradient accumulation, MAC's backprop dropout, accelerate for devices and bf16.
 
 After every evaluation (each epoch, or every ``eval_every_steps`` optimizer steps) the run
 writes ``metrics.jsonl``, the checkpoints ``last`` and — when improved — ``best-loss``,
-``best-em``, ``best-f1``, and applies early stopping on the validation QA loss. ``--resume``
+``best-em``, ``best-f1``, and applies early stopping on the validation QA loss. ``--max-minutes``
+stops in time to save ``last`` (:mod:`learner.training.deadline`). ``--resume``
 continues from ``last`` exactly: model, optimizer, scheduler, RNG states and position in the
 epoch are restored, and epoch orders are a function of (seed, epoch).
 
@@ -39,7 +40,9 @@ from infra.logging import get_logger
 from learner.data.types import QADataset
 from learner.eval.online import online_eval
 from learner.model.build import arch_configs
+from learner.model.gguf_source import identity_of
 from learner.model.mbc import MBCModel, TrainBatch
+from learner.model.precision import place_model
 from learner.text.batching import TextBatcher, collate_train
 from learner.text.tokenizers import Tokenizers
 from learner.training.checkpoint import (
@@ -51,6 +54,7 @@ from learner.training.checkpoint import (
     set_rng_state,
 )
 from learner.training.codebook_sync import update_codebook
+from learner.training.deadline import Deadline
 from learner.training.init import build_for_training
 from learner.training.sampling import (
     epoch_batches,
@@ -117,7 +121,7 @@ class Trainer:
             self.state = TrainState(**raw_state)
             train = keep_global_batch(meta.train, self.state.processes, procs.num_processes)
             self.spec = replace(spec, model=meta.model, train=train, init=meta.init)  # type: ignore[arg-type]
-            self.stored_lm_source = meta.lm_source
+            self.stored_lm_source, self.base_identity = meta.lm_source, meta.base_identity
         else:
             # every process builds the same model from the same seed; DDP then copies process 0's
             seed_everything(spec.train.seed)
@@ -125,6 +129,7 @@ class Trainer:
                 spec, train_ds, progress, save_base_lm=procs.is_main_process
             )
             self.state = TrainState()
+            self.base_identity = identity_of(self.stored_lm_source) if self.stored_lm_source else None
         self.state.processes = procs.num_processes
         tcfg = self.spec.train
         self.acc = Accelerator(
@@ -151,7 +156,8 @@ class Trainer:
         model.zero_grad(set_to_none=True)
         optimizer = torch.optim.Adam(self.params, lr=tcfg.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup))
-        model = model.to(self.acc.device)
+        model = place_model(model, self.acc.device, bf16_ok=tcfg.mixed_precision == "bf16")
+        self.deadline = Deadline(None)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state["optimizer"])
             self.scheduler.load_state_dict(opt_state["scheduler"])
@@ -203,6 +209,7 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
 
     def _save(self, name: str) -> None:
+        t0 = time.monotonic()
         if self.acc.is_main_process:
             model = _unwrap(self.acc.unwrap_model(self.model))
             meta = CheckpointMeta(
@@ -213,10 +220,12 @@ class Trainer:
                 arch_configs(model),
                 self.stored_lm_source,
                 self.state.step,
+                self.base_identity,
             )
             opt = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
             save_checkpoint(self.ckpt_dir / name, model, self.tok, meta, asdict(self.state), opt)
         self.acc.wait_for_everyone()
+        self.deadline.save_took(time.monotonic() - t0)
 
     def _from_main(self, *values: float) -> list[float]:
         """Process 0's ``values`` on every process. Every process evaluates its (identical) model,
@@ -322,8 +331,10 @@ class Trainer:
         qa, vq, ppl = (float(x) for x in self.acc.reduce(t, reduction="mean").tolist())
         return qa, vq, ppl
 
-    def run(self, max_steps: int | None = None) -> TrainResult:
+    def run(self, max_steps: int | None = None, max_minutes: float | None = None) -> TrainResult:
+        """Train to the end, early stopping, ``max_steps`` steps or ``max_minutes`` (saving ``last``)."""
         tcfg, st = self.spec.train, self.state
+        self.deadline = Deadline(max_minutes)
         rank, world = self.acc.process_index, self.acc.num_processes
         last: dict[str, Any] = {}
         self.model.train()
@@ -339,7 +350,7 @@ class Trainer:
                 disable=not (self.progress and self.acc.is_main_process),
                 leave=False,
             )
-            t0, losses = time.perf_counter(), []
+            t0, losses, step_start = time.perf_counter(), [], time.monotonic()
             while done < len(batches):
                 ends_step = (done + 1) % tcfg.grad_accum == 0 or done + 1 == len(batches)
                 self._trace(batches[done], global_micro_index(done, rank, world))
@@ -350,9 +361,14 @@ class Trainer:
                 if not ends_step:
                     continue
                 self._optimizer_step()
+                self.deadline.step_took(time.monotonic() - step_start)
                 if tcfg.eval_every_steps and st.step % tcfg.eval_every_steps == 0:
+                    eval_start = time.monotonic()
                     last = self.evaluate()
-                if max_steps is not None and st.step >= max_steps:
+                    self.deadline.eval_took(time.monotonic() - eval_start)
+                step_start = time.monotonic()
+                late = self._from_main(float(self.deadline.must_stop_at(st.step, tcfg.eval_every_steps)))
+                if (max_steps is not None and st.step >= max_steps) or late[0] > 0:
                     self._save("last")
                     bar.close()
                     return TrainResult(st, self.spec.run_dir, last)

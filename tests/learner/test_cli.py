@@ -44,6 +44,7 @@ FROZEN = {
     "gpt2-large": 774_030_080,
     "gpt2-xl": 1_557_611_200,
     "llama2-7b": 6_738_415_616,
+    "smollm2-135m": 134_515_008,
 }
 
 
@@ -61,10 +62,12 @@ def test_dry_run_prints_the_trainable_parameter_breakdown(preset: str) -> None:
     n = _numbers(result.output)
     cfg = PRESETS[preset].model
     d, r, last = cfg.lm.hidden, cfg.lora_r, cfg.lora_last_n
-    lora = last * 3 * r * d if cfg.lm.arch == "gpt2" else last * 4 * r * d  # fused [K|V] vs k_proj + v_proj
+    # fused [K|V] vs k_proj + v_proj, each A (r, D) and B (kv_dim, r); kv_dim < D with grouped-query attention
+    lora = last * 3 * r * d if cfg.lm.arch == "gpt2" else last * 2 * r * (d + cfg.kv_dim)
     assert n["KV-LoRA"] == lora
     assert n["codebook"] == cfg.codebook_size * d
-    assert n["trainable total"] == n["amortization + aggregation"] + lora + cfg.codebook_size * d
+    encoders = n.get("encoder LoRA", 0)  # encoder="lm": the encoders' adapters on the base LM
+    assert n["trainable total"] == n["amortization + aggregation"] + lora + cfg.codebook_size * d + encoders
     if preset in FROZEN:
         assert n["frozen base LM"] == FROZEN[preset]
 
