@@ -135,7 +135,7 @@ def test_mbc_ask_cli(tiny_checkpoint: Path, filled_store: str) -> None:
         [
             sys.executable,
             "-c",
-            "from infra.cli import main; main()",
+            "from mbc.cli import main; main()",
             "ask",
             "which prices fell",
             "--checkpoint",
@@ -159,7 +159,7 @@ def test_mbc_ask_cli(tiny_checkpoint: Path, filled_store: str) -> None:
         [
             sys.executable,
             "-c",
-            "from infra.cli import main; main()",
+            "from mbc.cli import main; main()",
             "ask",
             "q",
             "--checkpoint",
