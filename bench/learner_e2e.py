@@ -131,7 +131,7 @@ def run_once(
     cmd = [
         sys.executable,
         "-c",
-        "from infra.cli import main; main()",
+        "from mbc.cli import main; main()",
         "learn",
         "--checkpoint",
         str(work / "checkpoint"),

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-MBC = [sys.executable, "-c", "from infra.cli import main; main()"]
+MBC = [sys.executable, "-c", "from mbc.cli import main; main()"]
 
 
 def run(cmd: list[str], log: list[str]) -> str:

@@ -109,7 +109,7 @@ def bench_stage(bootstrap: str, data: Path, workdir: Path) -> dict[str, Any]:
     cmd = [
         sys.executable,
         "-c",
-        "from infra.cli import main; main()",
+        "from mbc.cli import main; main()",
         "pipeline",
         "run",
         "--app-id",

@@ -200,7 +200,8 @@ def postgres_database(url: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
     """A fresh database on ``url``'s server, or on a throwaway cluster when ``url`` is None."""
     server = None
     if url is None:
-        from infra.postgres import ThrowawayPostgres
+        sys.path.insert(0, str(REPO))  # the throwaway cluster is a test harness, not a shipped module
+        from tests.harness.postgres import ThrowawayPostgres
 
         server = ThrowawayPostgres()
         url = server.start()
@@ -210,7 +211,7 @@ def postgres_database(url: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
         with admin.connect() as c:
             c.exec_driver_sql(f'CREATE DATABASE "{name}"')
             facts = {
-                "server": "throwaway cluster (infra.postgres, fsync off)"
+                "server": "throwaway cluster (tests/harness/postgres.py, fsync off)"
                 if server
                 else "given by --postgres-url",
                 "version": c.exec_driver_sql("SELECT version()").scalar_one(),

@@ -1,2 +1,3 @@
-"""Runtime helpers shared by every service: settings, logging, Kafka clients, the embedded
-broker, the throwaway Postgres used by tests, and the `mbc` command line."""
+"""Runtime helpers shared by every service: settings, logging, errors, Kafka clients and the
+embedded broker. A leaf: it imports nothing from the other packages (the ``mbc`` command line that
+puts them together lives in ``mbc/``)."""

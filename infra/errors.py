@@ -20,7 +20,3 @@ class ConfigError(MbcError):
 
 class BrokerError(MbcError):
     """Kafka could not be reached or an embedded broker could not be started."""
-
-
-class PostgresUnavailable(MbcError):
-    """No PostgreSQL server could be found or started."""

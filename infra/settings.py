@@ -11,6 +11,9 @@ Each service has one settings class (``BrokerSettings`` here, ``PipelineSettings
    ``[learner]``, ``[store]``, ``[broker]``),
 4. the defaults below.
 
+The composition root lists every service's class (``mbc/services.py``, for ``mbc config show``);
+this module names none of them but its own.
+
 Secrets are ``SecretStr`` and never printed. Invalid values raise :class:`ConfigError` naming the
 variable or key and what was wrong.
 """
@@ -18,7 +21,6 @@ variable or key and what was wrong.
 from __future__ import annotations
 
 import contextvars
-import importlib
 import os
 import tomllib
 from collections.abc import Iterator
@@ -34,15 +36,6 @@ from infra.errors import ConfigError
 
 ENV_PREFIX = "MBC_"
 CONFIG_FILE_ENV = "MBC_CONFIG_FILE"
-# Modules whose import registers a service's settings class (see `mbc config show`).
-SERVICE_MODULES = (
-    "infra.settings",
-    "pipeline.settings",
-    "memory_store.settings",
-    "learner.settings",
-    "learner.worker.settings",
-    "learner.ask.settings",
-)
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("mbc_config_file", default=None)
 
@@ -248,25 +241,6 @@ def load_settings(cls: type[S], config_file: Path | None = None, **overrides: An
         except ValidationError as e:
             lines = [f"  {_where(cls, err['loc'])}: {err['msg']}" for err in e.errors()]
             raise ConfigError(f"invalid {cls.section} configuration:\n" + "\n".join(lines)) from None
-
-
-def registered_services() -> dict[str, type[ServiceSettings]]:
-    """Every service's settings class, by section name (for `mbc config show`)."""
-    found: dict[str, type[ServiceSettings]] = {}
-    for module in SERVICE_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-
-    def walk(cls: type[ServiceSettings]) -> None:
-        for sub in cls.__subclasses__():
-            if sub.section != ServiceSettings.section and sub.__module__.split(".")[0] != "tests":
-                found[sub.section] = sub
-            walk(sub)
-
-    walk(ServiceSettings)
-    return found
 
 
 def masked_dump(settings: BaseModel) -> dict[str, Any]:

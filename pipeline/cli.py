@@ -1,4 +1,4 @@
-"""`mbc produce …`, `mbc pipeline …` and `mbc topics …` (registered by infra/cli.py)."""
+"""`mbc produce …`, `mbc pipeline …` and `mbc topics …` (registered by mbc/cli.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Regenerate the assets of ``mbc demo`` in ``infra/demo_assets/`` (deterministic seeds).
+"""Regenerate the assets of ``mbc demo`` in ``mbc/demo/assets/`` (deterministic seeds).
 
     .venv/bin/python scripts/make_demo_assets.py                  # synth + train + assets (3-12 min, 2 CPU cores)
     .venv/bin/python scripts/make_demo_assets.py --run DIR        # reuse a finished `mbc train` run in DIR
@@ -10,7 +10,7 @@ Steps:
 2. ``mbc train --preset tiny --memory compressed --epochs 8 --seed 42`` from scratch (base-LM
    pretraining on the pretrain split, retrieval warm-up, meta-training) into ``<work>/run``;
 3. the checkpoint's inference files (config, weights, tokenizer; no optimizer or RNG state) are
-   copied to ``infra/demo_assets/checkpoint/``;
+   copied to ``mbc/demo/assets/checkpoint/``;
 4. the knowledge documents are the first held-out bank of the test split (32 people never seen in
    training); they are mixed with a few hand-written news items, duplicates and invalid records into
    ``stream.jsonl``; ``feed.xml`` (RSS) holds a few more news items, ``bad_events.txt`` a few
@@ -43,8 +43,8 @@ sys.path.insert(0, str(REPO))
 
 from learner.data.synth.generator import SynthConfig, SynthRow, generate, write_all, write_csv  # noqa: E402
 
-OUT = REPO / "infra" / "demo_assets"
-CLI = [sys.executable, "-c", "from infra.cli import main; main()"]
+OUT = REPO / "mbc" / "demo" / "assets"
+CLI = [sys.executable, "-c", "from mbc.cli import main; main()"]
 
 # The learning test's synthetic task (tests/learner/test_learning.py).
 SYNTH = SynthConfig(
@@ -375,7 +375,7 @@ def main() -> None:
     )
     parser.add_argument("--run", type=Path, help="reuse this finished training run instead of training")
     parser.add_argument("--work", type=Path, help="keep data, run and evaluations here (default: a temp dir)")
-    parser.add_argument("--out", type=Path, default=OUT, help="assets folder (default: infra/demo_assets)")
+    parser.add_argument("--out", type=Path, default=OUT, help="assets folder (default: mbc/demo/assets)")
     args = parser.parse_args()
     tmp = None
     if args.work is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +81,10 @@ class Answerer:
         versions = sorted({int(v) for v in doc_versions})
         books = self._codebook_tensors(set(versions))
         return memory_naive(codes, doc_versions, books, self.device), int(codes.shape[0]), versions
+
+    def answer_without_memory(self, questions: Sequence[str], batch_size: int = 16) -> list[str]:
+        """The base LM's answers with no memory at all (the baseline ``mbc demo`` compares against)."""
+        return answer_questions(self.model, self.texts, questions, None, self.decode, batch_size, self.device)
 
     @torch.no_grad()
     def ask(

@@ -1,6 +1,6 @@
 """``mbc report``: PNG plots and a Markdown summary of a memory store (SQLite or PostgreSQL).
 
-Registered on the root app by ``infra/cli.py`` (``PACKAGE_CLIS``). matplotlib and SQLAlchemy are
+Registered on the root app by ``mbc/cli.py``. matplotlib and SQLAlchemy are
 imported inside the command so that ``mbc --help`` stays fast.
 """
 

@@ -81,7 +81,7 @@ def test_mbc_broker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from infra.cli import main; main()",
+            "from mbc.cli import main; main()",
             "broker",
             "--bootstrap-file",
             str(addr_file),

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from infra.cli import app
+from mbc.cli import app
 
 runner = CliRunner()
 
 
 def mbc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from infra.cli import main; main()", *args],
+        [sys.executable, "-c", "from mbc.cli import main; main()", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from infra.cli import main; main()"]
+CLI = [sys.executable, "-c", "from mbc.cli import main; main()"]
 
 
 def _env() -> dict[str, str]:

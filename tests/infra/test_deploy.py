@@ -22,17 +22,17 @@ import yaml
 from pydantic import BaseModel, SecretStr
 from typer.testing import CliRunner
 
-from infra.cli import app
 from infra.settings import (
     DatabaseSettings,
     KafkaSettings,
     ServiceSettings,
     TopicSettings,
     load_settings,
-    registered_services,
 )
 from learner.ask.settings import AskSettings
 from learner.worker.settings import WorkerSettings
+from mbc.cli import app
+from mbc.services import registered_services
 from memory_store.settings import StoreSettings
 from pipeline.settings import PipelineSettings, ProducerSettings
 

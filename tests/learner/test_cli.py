@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from infra.cli import app
 from learner.model.config import PRESETS
+from mbc.cli import app
 from memory_store.codec import encode_codebook
 
 runner = CliRunner()
@@ -187,7 +187,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from infra.cli import main; main()",
+            "from mbc.cli import main; main()",
             "eval",
             "--checkpoint",
             str(ckpt),
@@ -205,7 +205,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from infra.cli import main; main()",
+            "from mbc.cli import main; main()",
             "train",
             "--preset",
             "nope",
@@ -225,7 +225,7 @@ def test_malformed_training_file_is_one_line_naming_file_and_line(tmp_path: Path
         [
             sys.executable,
             "-c",
-            "from infra.cli import main; main()",
+            "from mbc.cli import main; main()",
             "train",
             "--train",
             str(bad),

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from infra.cli import app
 from learner.data.synth.generator import SynthConfig, write_all
+from mbc.cli import app
 
 runner = CliRunner()
 SYNTH = SynthConfig(

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from infra.cli import app
+from mbc.cli import app
 from memory_store.store import MemoryStore
 from tests.memory_store.helpers import codebook, random_docs
 
@@ -68,7 +68,7 @@ def _free_port() -> int:
 
 def test_serve_runs_the_reader_service(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
-    cmd = [sys.executable, "-c", "from infra.cli import main; main()", "store", "serve", "--url", url]
+    cmd = [sys.executable, "-c", "from mbc.cli import main; main()", "store", "serve", "--url", url]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MBC_API")}
     env.update({"PYTHONPATH": str(REPO), "MBC_AUTO_MIGRATE": "1", "MBC_LOG_JSON": "1"})
     for extra in ([], ["--host", "0.0.0.0"]):

@@ -29,7 +29,7 @@ from pipeline.stage.faust_config import TABLE_NAME
 from pipeline.topic_reader import Record, record_from_message
 
 FIXTURES = Path(__file__).parent / "fixtures"
-CLI = [sys.executable, "-c", "from infra.cli import main; main()"]
+CLI = [sys.executable, "-c", "from mbc.cli import main; main()"]
 
 
 def precreate(bootstrap: str, names: list[str]) -> None:

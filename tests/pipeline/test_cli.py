@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import typer
 
-from infra.cli import app
+from mbc.cli import app
 from pipeline.events import make_document
 from pipeline.tail import format_record
 from pipeline.topic_reader import Record

@@ -150,9 +150,9 @@ def test_cli_writes_the_report(tmp_path: Path) -> None:
 
 
 def _mbc(*args: str) -> subprocess.CompletedProcess[str]:
-    """`mbc ARGS` through infra.cli.main (user errors -> one line), with `report` registered."""
+    """`mbc ARGS` through mbc.cli.main (user errors -> one line), with `report` registered."""
     code = (
-        "import infra.cli as c\n"
+        "import mbc.cli as c\n"
         "if not any(i.name == 'report' for i in c.app.registered_commands):\n"
         "    from memory_store.report.cli import register; register(c.app)\n"
         "c.main()\n"

@@ -121,7 +121,7 @@ class WorkerProcess:
             [
                 sys.executable,
                 "-c",
-                "from infra.cli import main; main()",
+                "from mbc.cli import main; main()",
                 "learn",
                 "--checkpoint",
                 str(checkpoint),

@@ -91,6 +91,21 @@ def test_counts_answers_equal_naive_answers(tiny_checkpoint: Path, filled_store:
     store.close()
 
 
+def test_answer_without_memory_is_the_empty_slice_answer(tiny_checkpoint: Path, filled_store: str) -> None:
+    """The base LM alone (what `mbc demo` compares with) answers as a slice with no documents does."""
+    store = MemoryStore(filled_store)
+    answerer = Answerer(tiny_checkpoint, store, "cpu")
+    empty = {"since": T0 + timedelta(days=365)}
+    expected = []
+    for q in QUESTIONS:
+        a = answerer.ask(q, **empty)
+        assert a.documents == 0 and a.memory_rows == 0
+        expected.append(a.answer)
+    assert answerer.answer_without_memory(QUESTIONS, batch_size=1) == expected
+    assert len(answerer.answer_without_memory(QUESTIONS)) == len(QUESTIONS)
+    store.close()
+
+
 def test_http_ask(tiny_checkpoint: Path, filled_store: str) -> None:
     store = MemoryStore(filled_store)
     client = TestClient(build_app(Answerer(tiny_checkpoint, store, "cpu"), token="s3cret"))
@@ -120,7 +135,7 @@ def test_mbc_ask_cli(tiny_checkpoint: Path, filled_store: str) -> None:
         [
             sys.executable,
             "-c",
-            "from infra.cli import main; main()",
+            "from mbc.cli import main; main()",
             "ask",
             "which prices fell",
             "--checkpoint",
@@ -144,7 +159,7 @@ def test_mbc_ask_cli(tiny_checkpoint: Path, filled_store: str) -> None:
         [
             sys.executable,
             "-c",
-            "from infra.cli import main; main()",
+            "from mbc.cli import main; main()",
             "ask",
             "q",
             "--checkpoint",

@@ -140,7 +140,7 @@ def test_past_the_timeout_gets_503_and_keeps_its_slot_until_done(fake: FakeAnswe
 def _ask_serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MBC_QA", "MBC_CHECKPOINT"))}
     return subprocess.run(
-        [sys.executable, "-c", "from infra.cli import main; main()", "ask-serve", *args],
+        [sys.executable, "-c", "from mbc.cli import main; main()", "ask-serve", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -1,9 +1,10 @@
 """A throwaway PostgreSQL cluster built from the local server binaries (initdb / pg_ctl).
 
-Used by the test suite (``tests/conftest.py``) and by benchmarks when no ``MBC_TEST_DATABASE_URL``
-is given. PostgreSQL refuses to run as root, so when we are root the server runs as the
-``postgres`` user (``runuser -u postgres --``). The data directory, socket and server process are
-removed on :meth:`stop`.
+Used by the test suite (``tests/conftest.py``) and by benchmarks (``bench/store_bench.py``) when no
+``MBC_TEST_DATABASE_URL`` is given; it lives with the tests, not in a shipped package. PostgreSQL
+refuses to run as root, so when we are root the server runs as the ``postgres`` user
+(``runuser -u postgres --``). The data directory, socket and server process are removed on
+:meth:`stop`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from infra.errors import PostgresUnavailable
+from infra.errors import MbcError
 
 _SEARCH = (
     "/usr/lib/postgresql/*/bin",
@@ -26,6 +27,10 @@ _SEARCH = (
     "/opt/homebrew/bin",
     "/usr/bin",
 )
+
+
+class PostgresUnavailable(MbcError):
+    """No PostgreSQL server could be found or started."""
 
 
 def find_bindir() -> Path:

@@ -1,13 +1,13 @@
 """The ``mbc`` command line: one entry point for every service.
 
-Each package adds its own commands through ``register(app)`` in its ``cli.py``
-(``pipeline/cli.py``, ``memory_store/cli.py``, ``learner/cli.py``); heavy imports (torch, faust)
-happen inside the commands so that ``mbc --help`` stays fast.
+Each package adds its own commands through ``register(app)`` in its ``cli.py`` (``pipeline/cli.py``,
+``memory_store/cli.py``, ``learner/cli.py``, ...); this module imports each of them by name and
+registers it, so the command tree is written down in one place. Heavy imports (torch, faust) happen
+inside the commands so that ``mbc --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -16,18 +16,15 @@ from typing import Annotated
 
 import typer
 
+import learner.ask.cli
+import learner.cli
+import learner.worker.cli
+import mbc.demo.cli
+import memory_store.cli
+import memory_store.report.cli
+import pipeline.cli
 from infra.errors import MbcError
-from infra.settings import CONFIG_FILE_ENV, BrokerSettings, load_settings, masked_dump, registered_services
-
-PACKAGE_CLIS = (
-    "pipeline.cli",
-    "memory_store.cli",
-    "memory_store.report.cli",
-    "learner.cli",
-    "learner.worker.cli",
-    "learner.ask.cli",
-    "infra.demo",
-)
+from infra.settings import CONFIG_FILE_ENV, BrokerSettings, load_settings, masked_dump
 
 app = typer.Typer(
     name="mbc",
@@ -63,6 +60,8 @@ def config_show(
     ] = None,
 ) -> None:
     """Print the effective configuration of every service as JSON, secrets masked."""
+    from mbc.services import registered_services
+
     services = registered_services()
     if service is not None and service not in services:
         raise typer.BadParameter(f"unknown service {service!r}; known: {', '.join(sorted(services))}")
@@ -90,18 +89,16 @@ def broker(
     raise typer.Exit(serve(bootstrap_file, settings.num_brokers))
 
 
-def _register_packages() -> None:
-    for module in PACKAGE_CLIS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name is not None and module.startswith(e.name):
-                continue  # that package is not installed in this build
-            raise
-        mod.register(app)
-
-
-_register_packages()
+for _register in (
+    pipeline.cli.register,
+    memory_store.cli.register,
+    memory_store.report.cli.register,
+    learner.cli.register,
+    learner.worker.cli.register,
+    learner.ask.cli.register,
+    mbc.demo.cli.register,
+):
+    _register(app)
 
 
 def main() -> None:

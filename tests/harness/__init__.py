@@ -1,0 +1,1 @@
+"""Test harnesses that are not part of the shipped packages: a throwaway PostgreSQL cluster."""
