@@ -25,6 +25,7 @@ from learner.worker.health import HealthServer, Heartbeat, WorkerMetrics
 from learner.worker.online_codebook import OnlineCodebook
 from learner.worker.settings import WorkerSettings
 from learner.worker.step import StoreStep
+from memory_store.errors import StoreUnavailable
 from memory_store.store import MemoryStore
 
 log = get_logger(__name__)
@@ -98,7 +99,11 @@ class Worker:
             log.warning("dead-lettered", reason=d.reason, detail=d.detail[:200], offset=d.message.offset)
 
     def write(self, batch: PreparedBatch) -> None:
-        result = self.store.write_batch(batch.records, batch.offsets)
+        try:
+            result = self.store.write_batch(batch.records, batch.offsets)
+        except StoreUnavailable:
+            self.metrics.store_up.set(0)  # StoreStep keeps the batch and retries; /metrics shows the outage
+            raise
         self.metrics.store_up.set(1)
         self.metrics.documents.inc(result.inserted_count)
         self.metrics.duplicates.inc(len(result.duplicates))

@@ -65,3 +65,38 @@ def test_heartbeat_delegates_every_call() -> None:
     step.terminate()
     assert nxt.calls == ["submit", "poll", "join", "close", "terminate"]
     assert metrics.last_beat > 0.0
+
+
+def test_store_up_gauge_drops_during_an_outage_and_recovers() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from learner.worker.run import Worker
+    from learner.worker.settings import WorkerSettings
+    from memory_store.errors import StoreUnavailable
+
+    class FlakyStore:
+        def __init__(self) -> None:
+            self.down = True
+
+        def write_batch(self, records: Any, offsets: Any) -> Any:
+            if self.down:
+                raise StoreUnavailable("connection refused")
+            return SimpleNamespace(inserted_count=len(records), duplicates=[])
+
+    metrics, store = WorkerMetrics(), FlakyStore()
+    encoder = SimpleNamespace(device=torch.device("cpu"))
+    worker = Worker(WorkerSettings(), encoder, store, metrics)  # type: ignore[arg-type]
+    batch = SimpleNamespace(records=[], offsets=[], batch_id="b", dead_letters=[], encode_s=0.0)
+    gauge = lambda: metrics.registry.get_sample_value("mbc_learner_store_up")  # noqa: E731
+    assert gauge() == 1.0
+    try:
+        worker.write(batch)  # type: ignore[arg-type]
+        raise AssertionError("the outage must reach StoreStep")
+    except StoreUnavailable:
+        pass
+    assert gauge() == 0.0
+    store.down = False
+    worker.write(batch)  # type: ignore[arg-type]
+    assert gauge() == 1.0
