@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, SecretStr
 
 from infra.auth import ScopedTokens
-from infra.http import one_line_validation_errors, window_problem
+from infra.http import limit_body_size, one_line_validation_errors, window_problem
 from memory_store.errors import (
     DatabaseUnreachable,
     InvalidRecord,
@@ -44,6 +44,8 @@ from memory_store.store import MemoryStore
 CODEBOOK_MEDIA_TYPE = "application/vnd.mbc.codebook"
 READ, ADMIN = "read", "admin"
 _STATUS = {UnknownCodebookVersion: 404, UnknownDocument: 404, InvalidRecord: 400}
+
+MAX_BODY_BYTES = 16 * 1024 * 1024  # nearest: up to 1,024 query vectors of a few hundred floats as JSON
 
 
 class StatsOut(BaseModel):
@@ -160,6 +162,7 @@ def create_app(
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     one_line_validation_errors(app)
+    limit_body_size(app, MAX_BODY_BYTES)
 
     @app.get("/health", tags=["service"], summary="Liveness and database reachability (no token needed).")
     def health() -> JSONResponse:

@@ -33,9 +33,11 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
-from infra.http import one_line_validation_errors, window_problem
+from infra.http import limit_body_size, one_line_validation_errors, window_problem
 from learner.ask.answerer import Answer
 from learner.ask.settings import ASK_SCOPE, qa_tokens
+
+MAX_BODY_BYTES = 64 * 1024  # a question of at most a few thousand characters and a slice
 
 
 class AnswersQuestions(Protocol):
@@ -105,6 +107,7 @@ def build_app(answerer: AnswersQuestions, token: str | None, limits: AskLimits |
     lim = limits or AskLimits()
     app = FastAPI(title="mbc-stream QA", description="Answers questions from the compressed memory bank.")
     one_line_validation_errors(app)
+    limit_body_size(app, MAX_BODY_BYTES)
     model_lock = threading.Lock()  # the model is not re-entrant on one device
     slots = threading.BoundedSemaphore(lim.max_concurrent)  # held until the work really ends
     pool = ThreadPoolExecutor(lim.max_concurrent, thread_name_prefix="ask")
