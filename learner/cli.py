@@ -15,6 +15,7 @@ import typer
 
 from infra.settings import load_settings
 from learner.settings import LearnerSettings
+from learner.training.cli_pretrain import pretrain_amortizer
 
 PRESET_HELP = "Model preset: tiny, distilgpt2, gpt2-large, gpt2-xl, llama2-7b, smollm2-135m."
 FORMAT_HELP = (
@@ -162,6 +163,13 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --run-dir from its `last` checkpoint.")
     ] = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from the weights of this checkpoint (or run folder: its `last`), e.g. "
+            "`mbc pretrain-amortizer`'s; optimizer and schedule start afresh."
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option(help="Only print the configuration and parameter breakdown.")
     ] = False,
@@ -242,6 +250,7 @@ def train(
         str(base_lm) if base_lm else None,
         corpus,
         trace_batches=trace_batches,
+        init_from=init_from,
     )
     trainer = Trainer(spec, train_ds, val_ds, resume=resume, progress=progress)
     main = trainer.acc.is_main_process  # several processes: one report
@@ -350,4 +359,5 @@ def register(app: typer.Typer) -> None:
     """Add the learner's commands to the root `mbc` app."""
     app.command("synth")(synth)
     app.command("train")(train)
+    app.command("pretrain-amortizer")(pretrain_amortizer)
     app.command("eval")(evaluate)

@@ -9,6 +9,8 @@
   other runs (e.g. the MAC baseline) can reuse it with ``--base-lm``.
 * ``--base-lm DIR`` (with scratch): that trained LM and its tokenizer; the T5s from scratch.
 * Random-init encoders then get a retrieval warm-up at the start of training (:mod:`learner.training.warmup`).
+* ``--init-from CKPT``: the built model then takes that checkpoint's weights
+  (:mod:`learner.training.init_from`), e.g. an amortizer pretrained by `mbc pretrain-amortizer`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from learner.model.base_lm import lm_config_from_spec, lm_from_config, load_pret
 from learner.model.build import assemble, assemble_on_lm, build_model
 from learner.model.mbc import MBCModel
 from learner.text.tokenizers import Tokenizers, corpus_texts, load_tokenizer, train_tokenizer
+from learner.training.init_from import init_weights_from
 from learner.training.lm_pretrain import lm_corpus, pretrain_lm
 
 if TYPE_CHECKING:
@@ -76,6 +79,15 @@ def build_for_training(
     is then synchronised from process 0); only the main one writes ``<run>/base_lm``
     (``save_base_lm``), so that processes do not write one folder at the same time.
     """
+    model, tokenizers, source = _build(spec, train_ds, progress, save_base_lm)
+    if spec.init_from is not None:
+        init_weights_from(model, spec.init_from, source or spec.lm_source)
+    return model, tokenizers, source
+
+
+def _build(
+    spec: RunSpec, train_ds: QADataset, progress: bool, save_base_lm: bool
+) -> tuple[MBCModel, Tokenizers, str | None]:
     cfg, tcfg = spec.model, spec.train
     if spec.init == "pretrained" and cfg.encoder == "lm":
         # one tokenizer for documents, questions and answers: the base LM's own

@@ -48,6 +48,9 @@ class RunSpec:
     # Debugging aid (`--trace-batches`): every process appends the ids of the examples of each
     # micro-batch it trains on to <run_dir>/trace/rank<R>.jsonl. Not saved in checkpoints.
     trace_batches: bool = False
+    # `--init-from`: weights of another checkpoint (e.g. `mbc pretrain-amortizer`'s) to start from
+    # (learner.training.init_from); ignored by --resume, which restores its own `last`.
+    init_from: Path | None = None
 
 
 @dataclass

@@ -1,0 +1,188 @@
+"""Self-supervised amortizer pretraining (`mbc pretrain-amortizer`), in-context-autoencoder style.
+
+Why: trained on QA alone, the amortizer's K vectors carried almost nothing (the probe of
+../shared/DESIGN.md §1); the literature first teaches the compressor on plain text. Here a text
+chunk is amortized into K context vectors (through the codebook's straight-through quantization
+with ``memory="compressed"``, as MBC stores codes; the floats with ``"full"``), and the frozen
+base LM with its KV-LoRA, reading *only* the prefix those vectors give, reconstructs the chunk
+and/or continues it under teacher forcing (:mod:`learner.training.pretrain_batches`).
+
+The prefix goes through the model's own aggregation path, exactly as :meth:`MBCModel.prefix`
+builds it at QA time: the question encoder reads a fixed query per task, the cross-attention
+blocks attend over the document's own K vectors (a per-row memory of K rows), the expander turns
+the result into per-layer key/values. Feeding the K vectors straight to the expander would train
+an expander for inputs it never sees afterwards: at QA time it reads the aggregator's output,
+which starts from the question vectors (residual) and adds what attention reads from memory. So
+everything meta-training uses — amortizer (LoRA, summary tokens, MLPs), codebook, question
+encoder, cross-attention, expander, KV-LoRA — is trained here, in the form it will be used.
+
+Loss = mean over tasks of the token cross-entropy (+ λ·VQ loss when compressed). The measure of
+success is the *memory gap* on held-out chunks (:func:`memory_gap`): the same loss with the
+memory replaced by zeros (a memory that carries nothing; the query-dependent part of the prefix
+stays) or by another document's vectors. The gap is what the K vectors carry about their text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from learner.errors import ConfigValueError
+from learner.model.codebook import quantize
+from learner.model.mbc import MBCModel
+from learner.model.memory import Memory
+from learner.training.pretrain_batches import CONTINUE, OBJECTIVES, RECONSTRUCT, Objective, PretrainBatch
+
+MemorySource = Literal["own", "zero", "shuffled"]
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Settings of one pretraining run (saved in its checkpoints' trainer_state.json)."""
+
+    memory: Literal["compressed", "full"] = "compressed"
+    objective: Objective = "both"
+    steps: int = 1000
+    batch_size: int = 8  # documents per step
+    lr: float = 1e-4
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    doc_tokens: int = 512  # chunk length; at most the preset's max_doc_tokens
+    cont_tokens: int = 128
+    log_every: int = 50  # steps between metric records (held-out memory gap included)
+    eval_chunks: int = 32  # held-out chunks, never trained on
+    seed: int = 42
+
+    def validate(self) -> PretrainConfig:
+        checks = [
+            (self.memory in ("compressed", "full"), "memory must be compressed or full"),
+            (self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}"),
+            (self.steps >= 1 and self.batch_size >= 1, "steps and batch size must be >= 1"),
+            (self.lr >= 0 and self.warmup_steps >= 0, "lr and warmup steps must be >= 0"),
+            (self.doc_tokens >= 8, "doc tokens must be >= 8"),
+            (self.objective == "reconstruct" or self.cont_tokens >= 1, "continuation needs cont tokens >= 1"),
+            (self.log_every >= 1 and self.eval_chunks >= 1, "log every and eval chunks must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigValueError(f"pretrain config: {message}")
+        return self
+
+
+@dataclass
+class PretrainOutput:
+    loss: Tensor  # () mean of the task losses + lambda * VQ (what is back-propagated)
+    task_loss: dict[str, float]  # task -> mean token cross-entropy
+    task_acc: dict[str, float]  # task -> token accuracy (argmax == label)
+    vq_loss: float
+    perplexity: float  # codebook usage perplexity of the batch (0 with full memory)
+
+
+TASK_NAMES = {RECONSTRUCT: "reconstruct", CONTINUE: "continue"}
+
+
+def context_vectors(
+    model: MBCModel, batch: PretrainBatch, memory: str, train: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(memory vectors (N, K, D), VQ loss, perplexity). ``train``: the codebook's straight-through
+    forward with its usage tracking and resets; otherwise the inference quantization (no updates)."""
+    z = model.amortize(batch.doc_ids, batch.doc_mask)  # (N, K, D)
+    zero = z.new_zeros(())
+    if memory == "full":
+        return z, zero, zero
+    if train:
+        q = model.codebook(z)
+        return q.quantized, q.loss, q.perplexity
+    codes = quantize(z, model.codebook.vectors)[0]  # (N, K)
+    return model.codebook.lookup(codes).to(z.dtype), zero, zero
+
+
+def lm_logits(
+    model: MBCModel, batch: PretrainBatch, vectors: Tensor, q_ids: Tensor, q_mask: Tensor
+) -> Tensor:
+    """Logits (R, T, V) of every LM row, each reading the prefix of its document's vectors (N, K, D)."""
+    queries = model.aggregator.question_encoder(q_ids, q_mask)  # (tasks, K, D)
+    x = queries[batch.row_task]  # (R, K, D)
+    memory = Memory(vectors[batch.row_doc])  # (R, K, D): each row attends over its own document
+    prefix = model.expander(model.aggregator.attend(x, memory))
+    return model.lm(batch.lm_ids, batch.lm_mask, prefix).logits  # type: ignore[no-any-return]
+
+
+def token_losses(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(cross-entropy (R, T-1), correct (R, T-1) bool, scored (R, T-1) bool) of next-token predictions."""
+    pred = logits[:, :-1].float()  # (R, T-1, V)
+    target = labels[:, 1:]  # (R, T-1)
+    scored = target != -100
+    ce = F.cross_entropy(pred.transpose(1, 2), target.clamp(min=0), reduction="none") * scored
+    correct = (pred.argmax(-1) == target) & scored
+    return ce, correct, scored
+
+
+def _per_task(
+    ce: Tensor, correct: Tensor, scored: Tensor, row_task: Tensor
+) -> tuple[Tensor, dict[str, float], dict[str, float]]:
+    """(mean of the task losses, loss per task, accuracy per task)."""
+    losses, accs, means = {}, {}, []
+    for task, name in TASK_NAMES.items():
+        rows = row_task == task
+        n = scored[rows].sum()
+        if int(n) == 0:
+            continue
+        mean = ce[rows].sum() / n
+        means.append(mean)
+        losses[name] = float(mean.detach())
+        accs[name] = float(correct[rows].sum() / n)
+    return torch.stack(means).mean(), losses, accs
+
+
+def pretrain_loss(
+    model: MBCModel, batch: PretrainBatch, q_ids: Tensor, q_mask: Tensor, memory: str
+) -> PretrainOutput:
+    """The training objective of one micro-batch (module docstring)."""
+    vectors, vq, ppl = context_vectors(model, batch, memory, train=True)
+    logits = lm_logits(model, batch, vectors, q_ids, q_mask)
+    loss, losses, accs = _per_task(*token_losses(logits, batch.lm_labels), batch.row_task)
+    total = loss + model.config.vq_weight * vq
+    return PretrainOutput(total, losses, accs, float(vq.detach()), float(ppl.detach()))
+
+
+@torch.no_grad()
+def memory_gap(
+    model: MBCModel,
+    batches: Sequence[PretrainBatch],
+    q_ids: Tensor,
+    q_mask: Tensor,
+    memory: str,
+) -> dict[str, float]:
+    """Held-out loss and token accuracy per task with each document's own memory, a zero memory and
+    (batches of >= 2 documents) the next document's memory; ``gap_<task>`` = zero - own loss."""
+    was = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for batch in batches:
+        own, _, _ = context_vectors(model, batch, memory, train=False)  # (N, K, D)
+        sources = {"own": own, "zero": torch.zeros_like(own)}
+        if batch.num_docs >= 2:
+            sources["shuffled"] = own.roll(1, dims=0)
+        for source, vectors in sources.items():
+            ce, correct, scored = token_losses(
+                lm_logits(model, batch, vectors, q_ids, q_mask), batch.lm_labels
+            )
+            for task, name in TASK_NAMES.items():
+                rows = batch.row_task == task
+                n = float(scored[rows].sum())
+                for key, value in ((f"{source}_loss_{name}", ce), (f"{source}_acc_{name}", correct)):
+                    sums[key] = sums.get(key, 0.0) + float(value[rows].sum())
+                    counts[key] = counts.get(key, 0.0) + n
+    model.train(was)
+    out = {k: sums[k] / counts[k] for k in sums if counts[k] > 0}
+    for name in TASK_NAMES.values():
+        if f"own_loss_{name}" in out:
+            out[f"gap_{name}"] = out[f"zero_loss_{name}"] - out[f"own_loss_{name}"]
+    return out

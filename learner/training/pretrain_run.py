@@ -1,0 +1,276 @@
+"""The amortizer pretraining run: model, data order, steps, metrics, deadline, checkpoints.
+
+A run lives in ``--run-dir``: ``metrics.jsonl`` (one record per ``log_every`` steps: training
+means since the last record and the held-out memory gap of
+:func:`learner.training.amortizer_pretrain.memory_gap`) and ``checkpoints/last`` in the format
+`mbc train` reads (:mod:`learner.training.checkpoint`; ``init`` "pretrained", trainable weights
+only, the base LM's source and identity). ``mbc train --init-from <run-dir>`` starts
+meta-training from it (:mod:`learner.training.init_from`).
+
+Chunks are split once, deterministically: a seeded permutation puts ``eval_chunks`` of them aside
+(never trained on); the others are visited in one seeded permutation per epoch. ``--resume``
+restores model, optimizer, LR schedule, RNG states and the position in the epoch from ``last``.
+``--max-minutes`` (:class:`learner.training.deadline.Deadline`) stops after the step that would
+leave too little time for one more step, its evaluation and a save, and saves ``last``. On CUDA
+the frozen base runs in bf16 (``base_bf16`` presets) under bf16 autocast; trainable weights
+stay fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from infra.logging import get_logger
+from learner.data.types import QADataset
+from learner.errors import CheckpointError, ConfigValueError
+from learner.model.build import arch_configs
+from learner.model.config import ModelConfig, TrainConfig
+from learner.model.gguf_source import identity_of
+from learner.model.mbc import MBCModel
+from learner.model.precision import place_model
+from learner.training.amortizer_pretrain import PretrainConfig, memory_gap, pretrain_loss
+from learner.training.checkpoint import (
+    CheckpointMeta,
+    load_checkpoint,
+    load_training_state,
+    resolve_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from learner.training.deadline import Deadline
+from learner.training.init import build_for_training
+from learner.training.pretrain_batches import (
+    Chunk,
+    PretrainBatch,
+    chunk_texts,
+    collate_pretrain,
+    query_batch,
+    start_id,
+)
+from learner.training.spec import RunSpec, seed_everything
+
+log = get_logger("learner.training.pretrain_run")
+
+
+@dataclass
+class PretrainState:
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # training chunks of the current epoch already used
+    chunks: int = 0  # training chunks of the data (a resumed run must see the same data)
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    state: PretrainState
+    run_dir: Path
+    last_metrics: dict[str, Any]
+    seconds_per_step: float
+
+
+class AmortizerPretrainer:
+    """One pretraining run in ``run_dir`` on ``texts`` (a fresh run, or ``resume`` from ``last``)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        model_cfg: ModelConfig,
+        cfg: PretrainConfig,
+        texts: list[str],
+        lm_source: str | None,
+        resume: bool = False,
+        progress: bool = True,
+        device: torch.device | None = None,
+    ) -> None:
+        self.run_dir, self.progress = Path(run_dir), progress
+        self.ckpt = self.run_dir / "checkpoints" / "last"
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        opt_state: dict[str, Any] | None = None
+        if resume:
+            path = resolve_checkpoint(self.ckpt, "last")
+            model, self.tok, meta = load_checkpoint(path, lm_source=lm_source)
+            raw, opt_state, rng = load_training_state(path)
+            if "pretrain" not in raw:
+                raise CheckpointError(
+                    f"{path}: not an amortizer-pretraining checkpoint (no 'pretrain' state)"
+                )
+            cfg = replace(PretrainConfig(**raw["pretrain"]), steps=cfg.steps)
+            self.state = PretrainState(**raw["state"])
+            self.lm_source, self.identity, self.model_cfg = meta.lm_source, meta.base_identity, meta.model
+        else:
+            seed_everything(cfg.seed)
+            spec = RunSpec(self.run_dir, model_cfg, TrainConfig(memory=cfg.memory), "pretrained", lm_source)
+            model, self.tok, self.lm_source = build_for_training(spec, QADataset("none"), progress)
+            self.identity = identity_of(self.lm_source) if self.lm_source else None
+            self.state, self.model_cfg = PretrainState(), model_cfg
+        self.cfg = cfg.validate()
+        if cfg.doc_tokens > self.model_cfg.max_doc_tokens:
+            raise ConfigValueError(
+                f"--doc-tokens {cfg.doc_tokens} exceeds the preset's max_doc_tokens {self.model_cfg.max_doc_tokens}"
+            )
+        self._split(texts)
+        model.codebook.deferred = False  # one process: the codebook updates in its own forward
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.model: MBCModel = place_model(model, self.device, bf16_ok=self.device.type == "cuda")
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        warm = cfg.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0
+        )
+        if opt_state is not None:
+            self.optimizer.load_state_dict(opt_state["optimizer"])
+            self.scheduler.load_state_dict(opt_state["scheduler"])
+            set_rng_state(rng)
+        q_ids, q_mask = query_batch(self.tok, self.model_cfg.max_question_tokens)
+        self.q_ids, self.q_mask = q_ids.to(self.device), q_mask.to(self.device)
+        self.deadline = Deadline(None)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+
+    def _split(self, texts: list[str]) -> None:
+        cfg = self.cfg
+        chunks = chunk_texts(texts, self.tok, cfg.doc_tokens, cfg.cont_tokens, cfg.objective)
+        if len(chunks) <= cfg.eval_chunks:
+            raise ConfigValueError(
+                f"only {len(chunks)} chunks of >= 8 tokens in the data: need more than --eval-chunks "
+                f"{cfg.eval_chunks} (held out) plus some to train on"
+            )
+        order = np.random.default_rng(cfg.seed).permutation(len(chunks))
+        self.eval_set: list[Chunk] = [chunks[i] for i in order[: cfg.eval_chunks]]
+        self.train_set: list[Chunk] = [chunks[i] for i in order[cfg.eval_chunks :]]
+        if self.state.chunks and self.state.chunks != len(self.train_set):
+            raise ConfigValueError(
+                f"--data gives {len(self.train_set)} training chunks, the run being resumed had "
+                f"{self.state.chunks}: resume with the same data and settings"
+            )
+        self.state.chunks = len(self.train_set)
+
+    # -- pieces ----------------------------------------------------------------------------------------
+
+    def _batch(self, chunks: list[Chunk]) -> PretrainBatch:
+        pads = (self.tok.amort_pad_id, self.tok.lm_pad_id)
+        return collate_pretrain(chunks, self.cfg.objective, start_id(self.tok.lm), *pads).to(self.device)
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _next_chunks(self) -> list[Chunk]:
+        """The next ``batch_size`` training chunks of this epoch's order (a new epoch when it runs out)."""
+        st, b = self.state, self.cfg.batch_size
+        n = len(self.train_set)
+        if st.position + min(b, n) > n:
+            st.epoch, st.position = st.epoch + 1, 0
+        order = np.random.default_rng([self.cfg.seed, st.epoch]).permutation(n)
+        idx = order[st.position : st.position + b]
+        st.position += len(idx)
+        return [self.train_set[i] for i in idx]
+
+    def evaluate(self) -> dict[str, float]:
+        b = self.cfg.batch_size
+        batches = [self._batch(self.eval_set[i : i + b]) for i in range(0, len(self.eval_set), b)]
+        with self._autocast():
+            return memory_gap(self.model, batches, self.q_ids, self.q_mask, self.cfg.memory)
+
+    def save(self) -> None:
+        t0 = time.monotonic()
+        train = TrainConfig(memory=self.cfg.memory, lr=self.cfg.lr)  # what `mbc train` reads: memory
+        meta = CheckpointMeta(
+            self.model_cfg,
+            train,
+            "pretrained",
+            self.cfg.memory,
+            arch_configs(self.model),
+            self.lm_source,
+            self.state.step,
+            self.identity,
+        )
+        state = {"pretrain": asdict(self.cfg), "state": asdict(self.state)}
+        opt = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        save_checkpoint(self.ckpt, self.model, self.tok, meta, state, opt)
+        self.deadline.save_took(time.monotonic() - t0)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def step(self) -> dict[str, float]:
+        """One optimizer step; returns its training numbers."""
+        batch = self._batch(self._next_chunks())
+        with self._autocast():
+            out = pretrain_loss(self.model, batch, self.q_ids, self.q_mask, self.cfg.memory)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.state.step += 1
+        numbers = {f"train_loss_{k}": v for k, v in out.task_loss.items()}
+        numbers |= {f"train_acc_{k}": v for k, v in out.task_acc.items()}
+        return numbers | {"vq_loss": out.vq_loss, "perplexity": out.perplexity}
+
+    def run(self, max_minutes: float | None = None) -> PretrainResult:
+        """Train to ``cfg.steps`` steps or the deadline; save ``last``; return the final numbers."""
+        cfg, st = self.cfg, self.state
+        self.deadline = Deadline(max_minutes)
+        self.model.train()
+        window: list[dict[str, float]] = []
+        last: dict[str, Any] = {}
+        took: list[float] = []
+        bar = tqdm(total=cfg.steps, initial=st.step, desc="amortizer pretraining", disable=not self.progress)
+        while st.step < cfg.steps:
+            t0 = time.monotonic()
+            window.append(self.step())
+            took.append(time.monotonic() - t0)
+            self.deadline.step_took(took[-1])
+            bar.update(1)
+            if st.step % cfg.log_every == 0 or st.step == cfg.steps:
+                t1 = time.monotonic()
+                last = self._record(window, took[-len(window) :])
+                self.deadline.eval_took(time.monotonic() - t1)
+                window = []
+                tqdm.write(_summary(last))
+            if self.deadline.must_stop_at(st.step, cfg.log_every):
+                log.info("stopping for --max-minutes", step=st.step)
+                break
+        bar.close()
+        self.save()
+        return PretrainResult(st, self.run_dir, last, float(np.mean(took)) if took else math.nan)
+
+    def _record(self, window: list[dict[str, float]], seconds: list[float]) -> dict[str, Any]:
+        keys = sorted({k for w in window for k in w})
+        means = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
+        record: dict[str, Any] = {"split": "pretrain", "step": self.state.step, "epoch": self.state.epoch}
+        record |= means | {"lr": self.scheduler.get_last_lr()[0], "seconds_per_step": float(np.mean(seconds))}
+        record |= {f"heldout_{k}": v for k, v in self.evaluate().items()}
+        self._log(record)
+        return record
+
+
+def _summary(record: dict[str, Any]) -> str:
+    """One printed line per record: loss with memory / zero memory / another document's memory."""
+    parts = [f"step {record['step']}"]
+    for task in ("reconstruct", "continue"):
+        own = record.get(f"heldout_own_loss_{task}")
+        if own is None:
+            continue
+        zero, other = record[f"heldout_zero_loss_{task}"], record.get(f"heldout_shuffled_loss_{task}")
+        acc = record[f"heldout_own_acc_{task}"]
+        text = f"{task}: loss {own:.3f} (zero memory {zero:.3f}"
+        text += f", other doc {other:.3f})" if other is not None else ")"
+        parts.append(f"{text} acc {acc:.3f}")
+    parts.append(f"{record['seconds_per_step']:.2f} s/step")
+    return " | ".join(parts)
