@@ -56,7 +56,10 @@ def pretrain_amortizer(
         float | None, typer.Option(help="Stop in time to save `last` within this many minutes.")
     ] = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue the run in --run-dir from checkpoints/last.")
+        bool,
+        typer.Option(
+            help="Continue --run-dir from checkpoints/last, with its settings (only --steps applies)."
+        ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Random seed (model init, held-out split, chunk order).")] = 42,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -86,6 +89,10 @@ def pretrain_amortizer(
     configure_logging("learner", settings.log_level, settings.log_json)
     if settings.hf_offline:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if settings.num_threads:
+        import torch
+
+        torch.set_num_threads(settings.num_threads)
     model_cfg = get_preset(preset).model
     if memory not in ("compressed", "full"):
         raise ConfigValueError("--memory must be compressed or full")

@@ -21,7 +21,7 @@ from learner.errors import CheckpointError, ConfigValueError, DataFormatError
 from learner.model.config import LMSpec, ModelConfig
 from learner.model.lora import is_lora_parameter
 from learner.text.tokenizers import train_tokenizer
-from learner.training.amortizer_pretrain import PretrainConfig, lm_logits, pretrain_loss
+from learner.training.amortizer_pretrain import PretrainConfig, lm_logits, memory_gap, pretrain_loss
 from learner.training.checkpoint import load_checkpoint
 from learner.training.pretrain_batches import (
     CONTINUE,
@@ -122,6 +122,21 @@ def test_a_step_moves_only_the_trainable_parts_and_never_the_frozen_base(
     ):
         assert any(part in n for n in changed), part
     assert "amortizer.summary" in changed and "codebook.vectors" in changed
+
+
+def test_bf16_frozen_base_under_autocast_as_on_the_gpu(llama_dir: Path, tmp_path: Path) -> None:
+    """The H200 path (bf16 frozen base, fp32 trainables, bf16 autocast), on the CPU."""
+    from learner.model.precision import cast_frozen_base
+
+    p = _pretrainer(llama_dir, tmp_path / "run", memory="compressed", objective="both", batch_size=4)
+    cast_frozen_base(p.model, torch.bfloat16)
+    batch = p._batch(p.train_set[:4])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = pretrain_loss(p.model, batch, p.q_ids, p.q_mask, "compressed")
+        gap = memory_gap(p.model, [batch], p.q_ids, p.q_mask, "compressed")
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and all(v == v for v in gap.values())
+    assert all(q.dtype == torch.float32 for q in p.params) and p.model.amortizer.summary.grad is not None
 
 
 def test_a_few_dozen_steps_open_a_clear_gap_between_memory_and_no_memory(
