@@ -31,6 +31,7 @@ app = typer.Typer(
     help="mbc-stream: fold a stream of news documents into a compressed memory bank (MBC) and ask it questions.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstrings are wrapped at 110 columns: join their lines into paragraphs
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
