@@ -38,6 +38,14 @@ class TextEncoder(Protocol):
         """(N,) texts -> (N, K, D) float32 context vectors on :attr:`device`."""
         ...
 
+    def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """(N,) texts -> ids (N, T) and mask (N, T) on the CPU: the first half of :meth:`encode`."""
+        ...
+
+    def encode_tokens(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """The second half of :meth:`encode`: ids and mask (N, T) -> (N, K, D) on :attr:`device`."""
+        ...
+
     def initial_codebook(self) -> Tensor:
         """(C, D) codebook the model was trained with: the root version of a new store."""
         ...
@@ -124,8 +132,12 @@ class DocumentEncoder:
         return self.model.codebook.vectors.detach().float().clone()  # (C, D)
 
     def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        seqs = [ids[: self.max_tokens] for ids in self.texts.documents(texts)]
-        ids, mask = pad(seqs, self.texts.tok.amort_pad_id)  # (N, T), (N, T)
+        """(N,) texts -> ids (N, T) and mask (N, T) on the CPU, right-padded."""
+        if self.padding_side() == "right":
+            ids, mask = self.texts.documents_padded(texts, self.max_tokens)  # (N, T), (N, T)
+        else:  # a tokenizer that pads on the left: pad here, as training did
+            seqs = [ids[: self.max_tokens] for ids in self.texts.documents(texts)]
+            ids, mask = pad(seqs, self.texts.tok.amort_pad_id)  # (N, T), (N, T)
         extra = -ids.shape[1] % self.pad_to
         if extra:
             ids = torch.nn.functional.pad(ids, (0, extra), value=self.texts.tok.amort_pad_id)
@@ -141,10 +153,18 @@ class DocumentEncoder:
         if ids.shape[1] == 0:
             raise PoisonDocument("text produced no tokens")
 
+    def padding_side(self) -> str:
+        return str(getattr(self.texts.tok.amort, "padding_side", "right"))
+
     @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> Tensor:
         """(N,) texts -> (N, K, D) float32 context vectors."""
-        ids, mask = self.tokenize(texts)
+        return self.encode_tokens(*self.tokenize(texts))
+
+    @torch.no_grad()
+    def encode_tokens(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """ids (N, T) and mask (N, T) from :meth:`tokenize` (pinned when the device is CUDA, for an
+        asynchronous copy) -> (N, K, D) float32 context vectors."""
         ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
         if self.fast is not None:
             return self.fast(ids, mask).float()  # (N, K, D)
