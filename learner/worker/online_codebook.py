@@ -26,7 +26,7 @@ from torch import Tensor
 
 from infra.logging import get_logger
 from learner.model.codebook import EmaKMeansState, ema_kmeans_update, perplexity, quantize, reset_dead_codes
-from memory_store.errors import CodebookConflict
+from memory_store.errors import CodebookConflict, StoreUnavailable
 from memory_store.records import CodebookHealth
 from memory_store.store import MemoryStore
 
@@ -160,7 +160,13 @@ class OnlineCodebook:
         """Follow the newest version, then quantize (N, K, D) ``z`` against it -> (the version,
         codes (N, K), squared errors (N, K)); the version and its vectors are read together."""
         with self.lock:
-            self.follow()
+            try:
+                self.follow()
+            except StoreUnavailable as e:  # following can wait; the version in use stays valid
+                log.warning(
+                    "could not check for a newer codebook version",
+                    error=(str(e).splitlines() or [type(e).__name__])[0][:200],
+                )
             assert self.state is not None
             state = self.state  # stored versions never change: the snapshot stays valid unlocked
         codes, err = quantize(z, state.vectors)

@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from arroyo.processing.strategies import ProcessingStrategy, RunTaskInThreads
+from arroyo.processing.strategies import MessageRejected, ProcessingStrategy, RunTaskInThreads
 from arroyo.types import BaseValue, Message
 
 from infra.logging import get_logger
@@ -89,7 +89,14 @@ class PipelinedStore(ProcessingStrategy[Batch]):
     def submit(self, message: Message[Batch]) -> None:
         assert not self._closed
         ticket = self._next_ticket
-        self._threads.submit(message.replace((ticket, message.payload)))  # may raise MessageRejected
+        # Hand finished batches on first: arroyo's Reduce.join retries its last flush without
+        # polling, and would otherwise spin until its timeout while the pipeline is full.
+        self._threads.poll()
+        try:
+            self._threads.submit(message.replace((ticket, message.payload)))
+        except MessageRejected:
+            time.sleep(0.002)  # the caller retries at once in Reduce.join: leave the CPU to the stages
+            raise
         self._next_ticket = ticket + 1  # only once the task exists: tickets have no gaps
 
     def poll(self) -> None:

@@ -260,3 +260,25 @@ def test_batch_tokenization_pads_exactly_like_the_per_document_path() -> None:
         want = pad([ids[:width] for ids in enc.texts.documents(texts)], enc.texts.tok.amort_pad_id)
         got = enc.tokenize(texts)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_shutdown_behind_arroyo_reduce_flushes_a_full_pipeline_quickly() -> None:
+    """Reduce.join retries its last flush without polling: the pipeline must still drain."""
+    from arroyo.processing.strategies import Reduce
+
+    sink, commits = StagedSink(stage_s=0.05), []
+    step = make_step(3, sink, commits)
+    chain: Reduce[KafkaPayload, list[Any]] = Reduce(
+        2,
+        60.0,
+        lambda acc, v: [*acc, v],
+        list,
+        step,  # type: ignore[arg-type]
+    )
+    values = [BrokerValue(KafkaPayload(None, b"d%d" % i, []), PART, i, datetime.now(UTC)) for i in range(9)]
+    drive(chain, [Message(v) for v in values], lambda: True)  # 4 batches of 2 in flight or held, 1 buffered
+    chain.close()
+    t0 = time.monotonic()
+    chain.join(25)
+    assert time.monotonic() - t0 < 5
+    assert commits == [2, 4, 6, 8, 9] and len(sink.stored) == 9
