@@ -9,9 +9,10 @@ that online updates never change what stored codes mean (docs/DESIGN.md §3b).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,6 +71,9 @@ class DocumentEncoder:
     fast: Callable[[Tensor, Tensor], Tensor] | None = None
     pad_to: int = 1  # pad token length up to a multiple of this (fewer shapes for torch.compile)
     autocast_bf16: bool = False  # the model's own amortizer under bf16 autocast (None ``fast`` only)
+    # One tokenizer call at a time: a fast tokenizer whose settings change while another thread
+    # encodes raises "Already borrowed" (the pipelined worker tokenizes from two stages at times).
+    _tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def load(
@@ -133,11 +137,12 @@ class DocumentEncoder:
 
     def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """(N,) texts -> ids (N, T) and mask (N, T) on the CPU, right-padded."""
-        if self.padding_side() == "right":
-            ids, mask = self.texts.documents_padded(texts, self.max_tokens)  # (N, T), (N, T)
-        else:  # a tokenizer that pads on the left: pad here, as training did
-            seqs = [ids[: self.max_tokens] for ids in self.texts.documents(texts)]
-            ids, mask = pad(seqs, self.texts.tok.amort_pad_id)  # (N, T), (N, T)
+        with self._tokenizer_lock:
+            if self.padding_side() == "right":
+                ids, mask = self.texts.documents_padded(texts, self.max_tokens)  # (N, T), (N, T)
+            else:  # a tokenizer that pads on the left: pad here, as training did
+                seqs = [ids[: self.max_tokens] for ids in self.texts.documents(texts)]
+                ids, mask = pad(seqs, self.texts.tok.amort_pad_id)  # (N, T), (N, T)
         extra = -ids.shape[1] % self.pad_to
         if extra:
             ids = torch.nn.functional.pad(ids, (0, extra), value=self.texts.tok.amort_pad_id)
