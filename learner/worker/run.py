@@ -131,7 +131,7 @@ class Worker:
             dead_letters=len(batch.dead_letters),
             codebook_version=batch.records[0].codebook_version if batch.records else None,
             encode_ms=round(batch.encode_s * 1000, 1),
-            tokenize_ms=round(batch.tokenize_s * 1000, 1),
+            tokenize_ms=round(getattr(batch, "tokenize_s", 0.0) * 1000, 1),  # part of encode_ms
         )
 
     def after_store(self, batch: PreparedBatch) -> None:
