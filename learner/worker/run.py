@@ -69,6 +69,7 @@ class Worker:
             codebook_version=version,
             device=str(self.encoder.device),
             mode=self.settings.codebook,
+            pipeline_depth=self.settings.pipeline_depth,
         )
 
     # -- BatchSink -------------------------------------------------------------------------------
