@@ -46,6 +46,7 @@ from pipeline.settings import ProducerSettings  # noqa: E402
 from pipeline.stage.faust_config import TABLE_NAME  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "reuters" / "reuters21578.jsonl"
+STALL_S = 60.0  # a stage run with no decision for this long is reported as stalled
 MAX_LAG = 2_500  # documents the feeder may run ahead of the stage (5 MiB per partition on the mock)
 
 
@@ -91,8 +92,45 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bench_stage(bootstrap: str, data: Path, workdir: Path, workers: int = 1) -> dict[str, Any]:
-    """``workers`` stage processes in one consumer group (one app id) on 4-partition topics."""
+def feed(data: Path, settings: ProducerSettings, total: int, sources: int, pace: Any) -> None:
+    """Replay ``data`` to ``docs.raw``; with ``sources`` > 1, as that many sources at once (the file
+    cut in equal parts, each replayed under its own source name by its own thread).
+
+    The raw topic is keyed by source, so one source is one partition and one stage worker however
+    many there are: a second worker only helps when the stream has several sources."""
+    if sources <= 1:
+        replay(data, settings, progress=False, pace=pace)
+        return
+    chunk = -(-total // sources)
+    sent = [0] * sources
+
+    def part(i: int) -> None:
+        def pace_part(n: int) -> None:
+            sent[i] = n
+            pace(sum(sent))
+
+        replay(
+            data,
+            settings,
+            skip=i * chunk,
+            limit=chunk,
+            source=f"reuters21578-part{i}",
+            progress=False,
+            pace=pace_part,
+        )
+
+    threads = [threading.Thread(target=part, args=(i,)) for i in range(sources)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def bench_stage(
+    bootstrap: str, data: Path, workdir: Path, workers: int = 1, sources: int = 1
+) -> dict[str, Any]:
+    """``workers`` stage processes in one consumer group (one app id) on 4-partition topics, fed
+    ``sources`` sources at once."""
     app_id = f"bench-stage-{uuid.uuid4().hex[:6]}"
     topics = fresh_topics(bootstrap, "bench-stage", f"{app_id}-{TABLE_NAME}-changelog")
     ports = [free_port() for _ in range(workers)]
@@ -103,7 +141,7 @@ def bench_stage(bootstrap: str, data: Path, workdir: Path, workers: int = 1) -> 
             "MBC_TOPICS__RAW": topics.raw,
             "MBC_TOPICS__CLEAN": topics.clean,
             "MBC_TOPICS__DLQ": topics.dlq,
-            "MBC_LOG_LEVEL": "WARNING",
+            "MBC_LOG_LEVEL": os.environ.get("BENCH_STAGE_LOG_LEVEL", "WARNING"),
             "MBC_LOG_JSON": "true",
             "MBC_SESSION_TIMEOUT_S": "6",
         }
@@ -155,18 +193,29 @@ def bench_stage(bootstrap: str, data: Path, workdir: Path, workers: int = 1) -> 
                 time.sleep(0.02)
 
         settings = ProducerSettings(kafka=KafkaSettings(bootstrap_servers=bootstrap), topics=topics)
-        replay(data, settings, progress=False, pace=pace)
+        feed(data, settings, total, sources, pace)
         deadline = time.monotonic() + 600
         while (not samples or samples[-1][1] < total) and time.monotonic() < deadline:
+            stalled = [n for t, n in samples if t > time.monotonic() - STALL_S]
+            if samples[0][0] < time.monotonic() - STALL_S and len(set(stalled)) <= 1:
+                break  # no decision for STALL_S seconds: report it instead of waiting out the deadline
             time.sleep(0.1)
         done.set()
         watcher.join()
+        if samples[-1][1] < total:
+            return {
+                "workers": workers,
+                "error": f"stalled at {samples[-1][1]} of {total} decisions",
+                "decided_per_worker": [int(decided(p)) for p in ports],
+                "logs": [f.name for f in logs],
+            }
         first = next(t for t, n in samples if n > 0)
         last = next(t for t, n in samples if n >= total)
         lag_free = sum(1 for _, n in samples if 0 < n < total)  # samples while the stage was working
         per_worker = [int(decided(p)) for p in ports]
         return {
             "workers": workers,
+            "sources": sources,
             "documents": total,
             "seconds": round(last - first, 3),
             "docs_per_s": round(total / (last - first), 1),
@@ -230,6 +279,12 @@ def main() -> None:
         help="comma-separated stage process counts to measure (one consumer group each), e.g. 1,2",
     )
     parser.add_argument("--skip-replay", action="store_true", help="measure the stage only")
+    parser.add_argument(
+        "--sources",
+        type=int,
+        default=1,
+        help="feed the stage as this many sources at once (raw is keyed by source: 1 = one partition)",
+    )
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"{args.data} not found (../shared/data/reuters)")
@@ -257,12 +312,15 @@ def main() -> None:
             runs["replay_to_raw"] = [bench_replay(bootstrap, args.data) for _ in range(args.repeats)]
         for workers in (int(w) for w in args.stage_workers.split(",")):
             name = "stage_raw_to_clean" + ("" if workers == 1 else f"_{workers}_workers")
-            runs[name] = [bench_stage(bootstrap, args.data, workdir, workers) for _ in range(args.repeats)]
+            runs[name] = [
+                bench_stage(bootstrap, args.data, workdir, workers, args.sources) for _ in range(args.repeats)
+            ]
     finally:
         if broker is not None:
             broker.stop()
     for name, items in runs.items():
-        result[name] = {"median_docs_per_s": statistics.median(r["docs_per_s"] for r in items), "runs": items}
+        rates = [r["docs_per_s"] for r in items if "docs_per_s" in r]
+        result[name] = {"median_docs_per_s": statistics.median(rates) if rates else None, "runs": items}
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
