@@ -137,12 +137,9 @@ class DocumentEncoder:
 
     def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """(N,) texts -> ids (N, T) and mask (N, T) on the CPU, right-padded."""
-        with self._tokenizer_lock:
-            if self.padding_side() == "right":
-                ids, mask = self.texts.documents_padded(texts, self.max_tokens)  # (N, T), (N, T)
-            else:  # a tokenizer that pads on the left: pad here, as training did
-                seqs = [ids[: self.max_tokens] for ids in self.texts.documents(texts)]
-                ids, mask = pad(seqs, self.texts.tok.amort_pad_id)  # (N, T), (N, T)
+        with self._tokenizer_lock:  # one batch call of the fast tokenizer (Rust threads, GIL released)
+            seqs = [ids[: self.max_tokens] for ids in self.texts.documents(texts)]
+        ids, mask = pad(seqs, self.texts.tok.amort_pad_id)  # (N, T), (N, T)
         extra = -ids.shape[1] % self.pad_to
         if extra:
             ids = torch.nn.functional.pad(ids, (0, extra), value=self.texts.tok.amort_pad_id)
@@ -157,9 +154,6 @@ class DocumentEncoder:
             raise PoisonDocument(f"tokenization failed: {e}") from e
         if ids.shape[1] == 0:
             raise PoisonDocument("text produced no tokens")
-
-    def padding_side(self) -> str:
-        return str(getattr(self.texts.tok.amort, "padding_side", "right"))
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> Tensor:

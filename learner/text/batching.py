@@ -57,25 +57,6 @@ class TextBatcher:
     def documents(self, texts: Sequence[str]) -> list[list[int]]:
         return self._amort(texts, self.cfg.max_doc_tokens)
 
-    def documents_padded(self, texts: Sequence[str], width: int) -> tuple[Tensor, Tensor]:
-        """The ids of :meth:`documents`, cut to ``width`` tokens and right-padded as :func:`pad`
-        does -> (ids (B, T), mask (B, T)). One call of the fast tokenizer's batch encoding (Rust,
-        parallel, the GIL released), padded there: no Python loop over tokens."""
-        if not texts:
-            return pad([], self.tok.amort_pad_id)
-        out = self.tok.amort(
-            list(texts),
-            truncation=True,
-            max_length=self.cfg.max_doc_tokens,
-            add_special_tokens=True,
-            padding="longest",
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        ids, mask = out["input_ids"][:, :width], out["attention_mask"][:, :width]  # (B, T), (B, T)
-        used = int(mask.sum(dim=1).max()) if mask.numel() else 0
-        return ids[:, :used].contiguous().long(), mask[:, :used].contiguous().long()
-
     def questions_amort(self, questions: Sequence[str]) -> list[list[int]]:
         return self._amort(questions, self.cfg.max_question_tokens)
 

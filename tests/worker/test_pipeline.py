@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import torch
 from arroyo.backends.kafka import KafkaPayload
 from arroyo.processing.strategies import MessageRejected, ProcessingStrategy
 from arroyo.types import BrokerValue, Message, Partition, Topic, Value
@@ -241,25 +240,6 @@ def test_a_failed_batch_stops_the_worker_and_no_later_batch_is_written() -> None
     step.terminate()
     assert commits == [1]  # the batch before the failure only
     assert [b for w, b in sink.events if w == "write"] == [0]
-
-
-def test_batch_tokenization_pads_exactly_like_the_per_document_path() -> None:
-    """The fast path (one padded batch call) gives the ids and mask of tokenize-then-pad."""
-    import random
-
-    from learner.inference.encode import DocumentEncoder
-    from learner.text.batching import pad
-    from mbc.demo.run import ASSETS
-
-    enc = DocumentEncoder.load(ASSETS / "checkpoint", "cpu")
-    rng = random.Random(0)
-    words = ["market", "rose", "bank", "ÿ", "日本", "x\u00a0y", "oil"]
-    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 300))) for _ in range(40)] + ["", " "]
-    for width in (enc.max_tokens, 17):
-        enc.max_tokens = width
-        want = pad([ids[:width] for ids in enc.texts.documents(texts)], enc.texts.tok.amort_pad_id)
-        got = enc.tokenize(texts)
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
 def test_shutdown_behind_arroyo_reduce_flushes_a_full_pipeline_quickly() -> None:
