@@ -10,6 +10,15 @@ loading and compilation are excluded).
 
     python bench/learner_e2e.py --out bench/results/learner_e2e.json               # GPU
     python bench/learner_e2e.py --preset tiny --docs 300 --configs 32:auto --device cpu --out /tmp/e2e.json
+    python bench/learner_e2e.py --checkpoint mbc/demo/assets/checkpoint --device cpu --words 150 \
+        --docs 4000 --configs 64:auto:1,64:auto:3 --out bench/results/learner_e2e_cpu.json
+
+A configuration is ``batch_size:precision[:pipeline_depth]`` (depth 1: the serial worker). For
+each distinct batch size and precision the bench also measures the encode-only rate in this
+process first — pre-tokenized ids -> amortize -> quantize -> codes on the host, no Kafka, no
+store (the "GPU-side" figure) — so that each run reports end-to-end / encode-only. After each
+run the store must hold exactly the produced documents (ids compared) and offsets summing to
+their number: no document lost, none duplicated.
 
 Random weights (built from the preset's config) with a tokenizer trained here: speed does not
 depend on training.
@@ -112,17 +121,20 @@ def run_once(
     bootstrap: str,
     batch: int,
     precision: str,
+    depth: int,
     work: Path,
     messages: list[tuple[bytes, bytes]],
 ) -> dict[str, Any]:
-    db = work / f"e2e-{batch}-{precision}.db"
-    topic = f"{args.topic}.{batch}.{precision.replace('+', '-')}"
+    name = f"{batch}-{precision}-{depth}"
+    db = work / f"e2e-{name}-{time.time_ns()}.db"
+    topic = f"{args.topic}.{name.replace('+', '-')}.{time.time_ns()}"
+    group = f"bench-{name}-{time.time_ns()}"
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "MBC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "MBC_DATABASE__URL": f"sqlite:///{db}",
-        "MBC_GROUP_ID": f"bench-{batch}-{precision}-{time.time_ns()}",
+        "MBC_GROUP_ID": group,
         "MBC_TOPICS__CLEAN": topic,
         "MBC_TOPICS__DLQ": topic + ".dlq",
         "MBC_LOG_JSON": "true",
@@ -134,7 +146,7 @@ def run_once(
         "from mbc.cli import main; main()",
         "learn",
         "--checkpoint",
-        str(work / "checkpoint"),
+        str(work / "checkpoint" if args.checkpoint is None else args.checkpoint.resolve()),
         "--batch-max-size",
         str(batch),
         "--device",
@@ -142,8 +154,11 @@ def run_once(
         "--precision",
         precision.removesuffix("+compile"),
         "--compile" if precision.endswith("+compile") else "--no-compile",
+        "--pipeline-depth",
+        str(depth),
     ]
-    log = work / f"e2e-{batch}-{precision}.log"
+    log = work / f"e2e-{name}.log"
+    log.unlink(missing_ok=True)
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=REPO)
     stop = threading.Event()
     producer = threading.Thread(target=feed, args=(bootstrap, topic, messages, db, stop), daemon=True)
@@ -164,7 +179,15 @@ def run_once(
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
-    row: dict[str, Any] = {"batch_size": batch, "precision": precision, "stored": samples[-1][1]}
+    row: dict[str, Any] = {
+        "batch_size": batch,
+        "precision": precision,
+        "pipeline_depth": depth,
+        "stored": samples[-1][1],
+        "exit_code": proc.returncode,
+        "exact": exactness(db, messages, group, topic),
+        "from_worker_log": stage_times(log),
+    }
     moved = [(t, n) for t, n in samples if n > 0]
     if len(moved) < 2 or moved[-1][1] == moved[0][1]:
         row["error"] = "no throughput measured: " + log.read_text(errors="replace")[-600:]
@@ -173,6 +196,122 @@ def run_once(
     row["docs_per_s"] = (n_last - n_first) / (t_last - t_first)
     row["measured_docs"] = n_last - n_first
     return row
+
+
+def exactness(db: Path, messages: list[tuple[bytes, bytes]], group: str, topic: str) -> dict[str, Any]:
+    """The store against what was produced: every id once (ids are the primary key), offsets summing
+    to the number of documents consumed."""
+    want = {json.loads(v)["id"] for _, v in messages}
+    with sqlite3.connect(db, timeout=30) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM documents")]
+        offsets = conn.execute(
+            "SELECT coalesce(sum(next_offset), 0) FROM consumed_offsets WHERE consumer_group = ? AND topic = ?",
+            (group, topic),
+        ).fetchone()[0]
+    got = set(ids)
+    return {
+        "produced": len(want),
+        "stored": len(ids),
+        "missing": len(want - got),
+        "unexpected": len(got - want),
+        "duplicated": len(ids) - len(got),
+        "stored_offsets_sum": int(offsets),
+        "ok": got == want and len(ids) == len(got) and int(offsets) == len(want),
+    }
+
+
+def stage_times(log: Path) -> dict[str, Any]:
+    """Mean per-batch figures from the worker's 'batch stored' log lines (steady state: the first
+    two batches dropped)."""
+    rows = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{") and '"batch stored"' in line:
+            e = json.loads(line)
+            rows.append((datetime.fromisoformat(e["timestamp"]), e))
+    rows = rows[2:]
+    if len(rows) < 3:
+        return {}
+    span = (rows[-1][0] - rows[0][0]).total_seconds()
+    docs = sum(e["inserted"] + e["duplicates"] for _, e in rows[1:])
+    mean = lambda key: round(sum(float(e.get(key) or 0) for _, e in rows) / len(rows), 1)  # noqa: E731
+    return {
+        "batches": len(rows),
+        "docs_per_s": round(docs / span, 1) if span > 0 else None,
+        "mean_batch_interval_ms": round(1000 * span / (len(rows) - 1), 1),
+        "mean_tokenize_ms": mean("tokenize_ms"),
+        "mean_encode_ms": mean("encode_ms"),
+    }
+
+
+def encode_only(args: argparse.Namespace, texts: list[str], batch: int, precision: str) -> dict[str, Any]:
+    """Documents/s of pre-tokenized ids -> amortize -> quantize -> codes on the host, at ``batch``."""
+    import torch
+
+    from learner.inference.encode import DocumentEncoder
+    from learner.model.codebook import quantize
+
+    enc = DocumentEncoder.load(
+        args.work / "checkpoint" if args.checkpoint is None else args.checkpoint,
+        args.device,
+        precision=precision.removesuffix("+compile"),
+        compile=precision.endswith("+compile"),
+    )
+    vectors = enc.initial_codebook().to(enc.device)  # (C, D)
+    n = min(len(texts) // batch, args.encode_batches + 2)
+    tokens = [enc.tokenize(texts[i * batch : (i + 1) * batch]) for i in range(n)]
+    if enc.device.type == "cuda":
+        tokens = [(ids.pin_memory(), mask.pin_memory()) for ids, mask in tokens]
+
+    def one(ids: torch.Tensor, mask: torch.Tensor) -> None:
+        z = enc.encode_tokens(ids, mask)  # (B, K, D)
+        codes, _ = quantize(z, vectors)  # (B, K)
+        codes.cpu()
+
+    for ids, mask in tokens[:2]:  # warm-up (and compilation)
+        one(ids, mask)
+    t0 = time.perf_counter()
+    for ids, mask in tokens[2:]:
+        one(ids, mask)
+    if enc.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    for i in range(2, n):
+        enc.tokenize(texts[i * batch : (i + 1) * batch])
+    tokenize_s = time.perf_counter() - t1
+    docs = batch * (n - 2)
+    return {
+        "batch_size": batch,
+        "precision": precision,
+        "documents": docs,
+        "docs_per_s": round(docs / seconds, 1),
+        "tokenize_only_docs_per_s": round(docs / tokenize_s, 1),
+        "device": str(enc.device),
+    }
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "nproc": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
 
 
 def main() -> None:
@@ -190,40 +329,56 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/mbc-bench-e2e"))
     ap.add_argument("--topic", default="bench.clean")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "learner_e2e.json")
+    ap.add_argument(
+        "--checkpoint", type=Path, help="use this checkpoint instead of building one from --preset"
+    )
+    ap.add_argument("--encode-batches", type=int, default=20, help="batches timed for the encode-only rate")
     args = ap.parse_args()
     from infra.broker import EmbeddedBroker
 
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     texts = make_texts(args.docs, args.words)
-    build_checkpoint(args.preset, texts, args.work / "checkpoint")
-    print(f"checkpoint built in {time.time() - t0:.0f} s", flush=True)
+    if args.checkpoint is None:
+        build_checkpoint(args.preset, texts, args.work / "checkpoint")
+        print(f"checkpoint built in {time.time() - t0:.0f} s", flush=True)
     result: dict[str, Any] = {
         "benchmark": "learner end to end: consume -> tokenize -> amortize -> quantize -> store commit",
         "command": "python " + " ".join(sys.argv),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "preset": args.preset,
+        "preset": args.preset if args.checkpoint is None else None,
+        "checkpoint": str(args.checkpoint)
+        if args.checkpoint is not None
+        else "built from --preset, random weights",
+        "words_per_document": args.words,
+        "device": args.device,
         "documents": args.docs,
         "store": "SQLite (file) on local disk",
         "broker": "embedded librdkafka mock cluster (fed at most LEAD documents ahead of the store)",
-        "cpu_cores": os.cpu_count(),
+        "machine": machine(),
+        "encode_only": [],
         "runs": [],
     }
-    try:
-        import torch
-
-        result["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except Exception:  # pragma: no cover - informational only
-        result["gpu"] = None
+    only: dict[tuple[int, str], dict[str, Any]] = {}
     with EmbeddedBroker() as broker:
         for config in args.configs.split(","):
-            batch, precision = config.split(":")
-            messages = events(texts, config)
-            row = run_once(args, broker.bootstrap_servers, int(batch), precision, args.work, messages)
+            batch, precision, *rest = config.split(":")
+            depth = int(rest[0]) if rest else 1
+            key = (int(batch), precision)
+            if key not in only:
+                only[key] = encode_only(args, texts, int(batch), precision)
+                print(json.dumps(only[key]), flush=True)
+                result["encode_only"].append(only[key])
+            messages = events(texts, config + f"-{time.time_ns()}")
+            row = run_once(args, broker.bootstrap_servers, int(batch), precision, depth, args.work, messages)
+            if "docs_per_s" in row:
+                row["ratio_to_encode_only"] = round(row["docs_per_s"] / only[key]["docs_per_s"], 3)
             print(json.dumps(row), flush=True)
             result["runs"].append(row)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result, indent=2) + "\n")
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

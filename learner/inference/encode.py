@@ -9,9 +9,10 @@ that online updates never change what stored codes mean (docs/DESIGN.md §3b).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +39,14 @@ class TextEncoder(Protocol):
         """(N,) texts -> (N, K, D) float32 context vectors on :attr:`device`."""
         ...
 
+    def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """(N,) texts -> ids (N, T) and mask (N, T) on the CPU: the first half of :meth:`encode`."""
+        ...
+
+    def encode_tokens(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """The second half of :meth:`encode`: ids and mask (N, T) -> (N, K, D) on :attr:`device`."""
+        ...
+
     def initial_codebook(self) -> Tensor:
         """(C, D) codebook the model was trained with: the root version of a new store."""
         ...
@@ -62,6 +71,9 @@ class DocumentEncoder:
     fast: Callable[[Tensor, Tensor], Tensor] | None = None
     pad_to: int = 1  # pad token length up to a multiple of this (fewer shapes for torch.compile)
     autocast_bf16: bool = False  # the model's own amortizer under bf16 autocast (None ``fast`` only)
+    # One tokenizer call at a time: a fast tokenizer whose settings change while another thread
+    # encodes raises "Already borrowed" (the pipelined worker tokenizes from two stages at times).
+    _tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def load(
@@ -124,7 +136,9 @@ class DocumentEncoder:
         return self.model.codebook.vectors.detach().float().clone()  # (C, D)
 
     def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        seqs = [ids[: self.max_tokens] for ids in self.texts.documents(texts)]
+        """(N,) texts -> ids (N, T) and mask (N, T) on the CPU, right-padded."""
+        with self._tokenizer_lock:  # one batch call of the fast tokenizer (Rust threads, GIL released)
+            seqs = [ids[: self.max_tokens] for ids in self.texts.documents(texts)]
         ids, mask = pad(seqs, self.texts.tok.amort_pad_id)  # (N, T), (N, T)
         extra = -ids.shape[1] % self.pad_to
         if extra:
@@ -144,7 +158,12 @@ class DocumentEncoder:
     @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> Tensor:
         """(N,) texts -> (N, K, D) float32 context vectors."""
-        ids, mask = self.tokenize(texts)
+        return self.encode_tokens(*self.tokenize(texts))
+
+    @torch.no_grad()
+    def encode_tokens(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """ids (N, T) and mask (N, T) from :meth:`tokenize` (pinned when the device is CUDA, for an
+        asynchronous copy) -> (N, K, D) float32 context vectors."""
         ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
         if self.fast is not None:
             return self.fast(ids, mask).float()  # (N, K, D)

@@ -7,6 +7,7 @@ commit) and keeps it for retries, so a batch is encoded once however long the st
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -78,6 +79,7 @@ class PreparedBatch:
     sq_error: Tensor | None  # (N, K)
     encode_s: float = 0.0
     messages: list[RawMessage] = field(default_factory=list)  # the message of each record
+    tokenize_s: float = 0.0  # the part of ``encode_s`` spent decoding and tokenizing
 
     @property
     def size(self) -> int:
@@ -163,23 +165,50 @@ def decode(messages: Sequence[RawMessage]) -> tuple[list[tuple[RawMessage, Docum
     return good, dead
 
 
-def prepare(
+@dataclass
+class Tokenized:
+    """A batch after the CPU half of :func:`prepare`: decoded, validated and tokenized."""
+
+    batch_id: str
+    good: list[tuple[RawMessage, Document]]
+    dead_letters: list[DeadLetter]
+    offsets: list[ConsumedOffset]
+    tokens: tuple[Tensor, Tensor] | None  # ids (N, T), mask (N, T) of ``good``; None: tokenize in encode
+    tokenize_s: float = 0.0
+
+
+def tokenize(
     messages: Sequence[RawMessage],
     committable: Mapping[tuple[str, int], int],
     group: str,
     encoder: TextEncoder,
-    codebook: OnlineCodebook,
-) -> PreparedBatch:
-    """Decode, encode (tokenize + amortize) and quantize a batch; poison documents become dead letters."""
-    import time
-
-    batch_id = uuid.uuid4().hex[:12]
+) -> Tokenized:
+    """Decode and tokenize a batch (CPU only; pinned host memory when the encoder is on CUDA)."""
+    t0 = time.perf_counter()
     good, dead = decode(messages)
+    tokens = None
+    if good:
+        try:
+            ids, mask = encoder.tokenize([d.text for _, d in good])  # (N, T), (N, T)
+            if encoder.device.type == "cuda":
+                ids, mask = ids.pin_memory(), mask.pin_memory()
+            tokens = (ids, mask)
+        except Exception:  # a poison document: encode() finds which, one by one
+            tokens = None
+    offsets = next_offsets(group, committable)
+    return Tokenized(uuid.uuid4().hex[:12], good, dead, offsets, tokens, time.perf_counter() - t0)
+
+
+def encode(batch: Tokenized, encoder: TextEncoder, codebook: OnlineCodebook) -> PreparedBatch:
+    """Amortize and quantize a tokenized batch; poison documents become dead letters."""
+    good, dead = batch.good, list(batch.dead_letters)
     t0 = time.perf_counter()
     z = None
     if good:
         try:
-            z = encoder.encode([d.text for _, d in good])  # (N, K, D)
+            if batch.tokens is None:
+                raise PoisonDocument("the batch did not tokenize")
+            z = encoder.encode_tokens(*batch.tokens)  # (N, K, D)
         except Exception:
             good_before = len(good)
             good, poisoned = _split_poison(good, encoder)
@@ -187,14 +216,12 @@ def prepare(
                 raise  # every document fails alone too: the model or device is broken, not the data
             dead += poisoned
             z = encoder.encode([d.text for _, d in good]) if good else None
-    encode_s = time.perf_counter() - t0
     records: list[DocumentRecord] = []
     sources: list[RawMessage] = []
     codes = err = None
     if z is not None:
-        version = codebook.follow()
-        codes, err = codebook.quantize(z)  # (N, K), (N, K)
-        blobs = pack_codes_batch(codes.cpu().numpy(), int(codebook.state.vectors.shape[0]))  # type: ignore[union-attr]
+        version, codes, err = codebook.quantize_current(z)  # (N, K), (N, K)
+        blobs = pack_codes_batch(codes.cpu().numpy(), codebook.num_codes)  # C is the same in every version
         for (m, d), blob in zip(good, blobs, strict=True):
             records.append(
                 DocumentRecord(
@@ -212,8 +239,21 @@ def prepare(
                 )
             )
             sources.append(m)
-    offsets = next_offsets(group, committable)
-    return PreparedBatch(batch_id, records, dead, offsets, z, codes, err, encode_s, sources)
+    encode_s = batch.tokenize_s + time.perf_counter() - t0
+    return PreparedBatch(
+        batch.batch_id, records, dead, batch.offsets, z, codes, err, encode_s, sources, batch.tokenize_s
+    )
+
+
+def prepare(
+    messages: Sequence[RawMessage],
+    committable: Mapping[tuple[str, int], int],
+    group: str,
+    encoder: TextEncoder,
+    codebook: OnlineCodebook,
+) -> PreparedBatch:
+    """Decode, encode (tokenize + amortize) and quantize a batch: :func:`tokenize` then :func:`encode`."""
+    return encode(tokenize(messages, committable, group, encoder), encoder, codebook)
 
 
 def _split_poison(

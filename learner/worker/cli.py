@@ -34,6 +34,10 @@ def learn(
         str | None,
         typer.Option(help="Amortizer weights: auto (bf16 on CUDA, fp32 on CPU), bf16, fp32 or autocast."),
     ] = None,
+    pipeline_depth: Annotated[
+        int | None,
+        typer.Option(help="Batches in flight (tokenize, encode, write overlap); 1 = one batch at a time."),
+    ] = None,
     compile: Annotated[
         bool | None, typer.Option("--compile/--no-compile", help="torch.compile the amortizer (GPU).")
     ] = None,
@@ -59,6 +63,7 @@ def learn(
         "publish_every_docs": publish_every,
         "precision": precision,
         "compile": compile,
+        "pipeline_depth": pipeline_depth,
     }
     if database_url:
         overrides["database"] = {"url": database_url}

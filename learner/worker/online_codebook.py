@@ -15,6 +15,7 @@ by the store's unique parent index).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -25,7 +26,7 @@ from torch import Tensor
 
 from infra.logging import get_logger
 from learner.model.codebook import EmaKMeansState, ema_kmeans_update, perplexity, quantize, reset_dead_codes
-from memory_store.errors import CodebookConflict
+from memory_store.errors import CodebookConflict, StoreUnavailable
 from memory_store.records import CodebookHealth
 from memory_store.store import MemoryStore
 
@@ -84,6 +85,9 @@ class OnlineCodebook:
         self.obs: Observations | None = None
         self._last_follow = 0.0
         self.published: list[int] = []
+        # The pipelined worker quantizes batch n + 1 (encode thread) while it observes batch n and
+        # may publish (write thread): hold this around anything that reads or replaces the state.
+        self.lock = threading.RLock()
 
     # -- versions -------------------------------------------------------------------------------
 
@@ -110,6 +114,11 @@ class OnlineCodebook:
     def version(self) -> int:
         assert self.state is not None, "bootstrap() first"
         return self.state.version
+
+    @property
+    def num_codes(self) -> int:
+        assert self.state is not None, "bootstrap() first"
+        return int(self.state.vectors.shape[0])
 
     def _load(self, version: int) -> None:
         cb = self.store.get_codebook(version)
@@ -147,9 +156,33 @@ class OnlineCodebook:
         return quantize(z, self.state.vectors)
 
     @torch.no_grad()
-    def observe(self, z: Tensor, codes: Tensor, sq_error: Tensor) -> None:
-        """Record one batch: health figures always, EMA statistics in ``ema`` mode."""
+    def quantize_current(self, z: Tensor) -> tuple[int, Tensor, Tensor]:
+        """Follow the newest version, then quantize (N, K, D) ``z`` against it -> (the version,
+        codes (N, K), squared errors (N, K)); the version and its vectors are read together."""
+        with self.lock:
+            try:
+                self.follow()
+            except StoreUnavailable as e:  # following can wait; the version in use stays valid
+                log.warning(
+                    "could not check for a newer codebook version",
+                    error=(str(e).splitlines() or [type(e).__name__])[0][:200],
+                )
+            assert self.state is not None
+            state = self.state  # stored versions never change: the snapshot stays valid unlocked
+        codes, err = quantize(z, state.vectors)
+        return state.version, codes, err
+
+    @torch.no_grad()
+    def observe(self, z: Tensor, codes: Tensor, sq_error: Tensor, version: int | None = None) -> None:
+        """Record one batch: health figures always, EMA statistics in ``ema`` mode.
+
+        ``version``: the version ``codes`` were quantized against; when the worker has moved on to
+        another version since (a publication between the encode and the store of a pipelined
+        batch), ``z`` is quantized again against the version in use, so that the statistics always
+        describe the codes of the version they are folded into."""
         assert self.state is not None and self.obs is not None
+        if version is not None and version != self.state.version:
+            codes, sq_error = quantize(z, self.state.vectors)
         flat = z.reshape(-1, z.shape[-1]).float()  # (N*K, D)
         idx = codes.reshape(-1)
         o = self.obs

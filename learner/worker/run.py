@@ -20,9 +20,18 @@ from infra.kafka import confluent_config, ensure_topics
 from infra.logging import get_logger
 from infra.shutdown import ShutdownRequest
 from learner.inference.encode import TextEncoder
-from learner.worker.batch import DeadLetter, DeadLetterUndelivered, PreparedBatch, RawMessage, prepare
+from learner.worker.batch import (
+    DeadLetter,
+    DeadLetterUndelivered,
+    PreparedBatch,
+    RawMessage,
+    Tokenized,
+    encode,
+    tokenize,
+)
 from learner.worker.health import HealthServer, Heartbeat, WorkerMetrics
 from learner.worker.online_codebook import OnlineCodebook
+from learner.worker.pipeline import PipelinedStore
 from learner.worker.settings import WorkerSettings
 from learner.worker.step import StoreStep
 from memory_store.errors import StoreUnavailable
@@ -60,6 +69,7 @@ class Worker:
             codebook_version=version,
             device=str(self.encoder.device),
             mode=self.settings.codebook,
+            pipeline_depth=self.settings.pipeline_depth,
         )
 
     # -- BatchSink -------------------------------------------------------------------------------
@@ -67,8 +77,15 @@ class Worker:
     def prepare(
         self, messages: list[RawMessage], committable: Mapping[tuple[str, int], int]
     ) -> PreparedBatch:
-        with self.metrics.encode_seconds.time():
-            return prepare(messages, committable, self.settings.group_id, self.encoder, self.codebook)
+        return self.encode(self.tokenize(messages, committable))
+
+    def tokenize(self, messages: list[RawMessage], committable: Mapping[tuple[str, int], int]) -> Tokenized:
+        return tokenize(messages, committable, self.settings.group_id, self.encoder)
+
+    def encode(self, batch: Tokenized) -> PreparedBatch:
+        prepared = encode(batch, self.encoder, self.codebook)
+        self.metrics.encode_seconds.observe(prepared.encode_s)  # tokenize + amortize + quantize
+        return prepared
 
     def dead_letter(self, letters: list[DeadLetter]) -> None:
         if self._dlq is None:
@@ -115,12 +132,20 @@ class Worker:
             dead_letters=len(batch.dead_letters),
             codebook_version=batch.records[0].codebook_version if batch.records else None,
             encode_ms=round(batch.encode_s * 1000, 1),
+            tokenize_ms=round(getattr(batch, "tokenize_s", 0.0) * 1000, 1),  # part of encode_ms
         )
 
     def after_store(self, batch: PreparedBatch) -> None:
         self.metrics.batches.inc()
+        with self.codebook.lock:  # the pipeline's encode stage quantizes meanwhile
+            self._maintain_codebook(batch)
+        if torch.cuda.is_available():
+            self.metrics.gpu_memory.set(torch.cuda.memory_allocated())
+
+    def _maintain_codebook(self, batch: PreparedBatch) -> None:
         if batch.z is not None and batch.codes is not None and batch.sq_error is not None:
-            self.codebook.observe(batch.z, batch.codes, batch.sq_error)
+            version = batch.records[0].codebook_version if batch.records else None
+            self.codebook.observe(batch.z, batch.codes, batch.sq_error, version)
             self.metrics.quant_error.set(float(batch.sq_error.mean()))
         if self.codebook.due():
             obs = self.codebook.obs
@@ -134,8 +159,6 @@ class Worker:
                 self.metrics.codebook_resets.inc(info.health.resets or 0)
                 self.metrics.codebook_dead.set(info.health.dead_codes or 0)
         self.metrics.codebook_version.set(self.codebook.version)
-        if torch.cuda.is_available():
-            self.metrics.gpu_memory.set(torch.cuda.memory_allocated())
 
     def close(self) -> None:
         try:
@@ -172,9 +195,16 @@ class _Factory(ProcessingStrategyFactory[Any]):
                 s.batch_max_wait_s,
                 accumulate,
                 list,
-                StoreStep(self.worker, commit, s.store_retry_max_s),
+                self._terminal(commit),
             ),
         )
+
+    def _terminal(self, commit: Commit) -> ProcessingStrategy[list[BaseValue[Any]]]:
+        """Serial (depth 1, one batch prepared and written on the consumer's thread) or pipelined."""
+        s = self.worker.settings
+        if s.pipeline_depth <= 1:
+            return StoreStep(self.worker, commit, s.store_retry_max_s)
+        return PipelinedStore(self.worker, commit, s.pipeline_depth, s.store_retry_max_s)
 
     def _resume_from_store(self, partitions: Mapping[Partition, int]) -> None:
         """Seek past what the store already holds: the store's offsets, written with the documents,

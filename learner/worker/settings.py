@@ -28,6 +28,12 @@ class WorkerSettings(ServiceSettings):
     publish_every_docs: int = Field(
         2_000, ge=1, description="publish a new codebook version after this many observed documents"
     )
+    pipeline_depth: int = Field(
+        3,
+        ge=1,
+        le=8,
+        description="batches in flight: tokenize n+1, encode n, write n-1 at once; 1 = serial",
+    )
     store_retry_max_s: float = Field(30.0, gt=0, description="longest pause between store retries")
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="Prometheus /metrics and /healthz port"

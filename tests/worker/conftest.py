@@ -156,6 +156,9 @@ def worker_env(bootstrap: str, db_url: str, group: str, topics_prefix: str) -> d
         "MBC_LOG_JSON": "true",
         "MBC_BATCH_MAX_WAIT_S": "0.5",
         "OMP_NUM_THREADS": "1",
+        # The crash-safety tests run the pipelined worker (three batches in flight); the serial
+        # one (depth 1) is covered step by step in test_store_step.py and test_pipeline.py.
+        "MBC_PIPELINE_DEPTH": "3",
     }
 
 

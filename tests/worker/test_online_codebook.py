@@ -123,3 +123,25 @@ def test_fast_encoder_matches_model_path(tiny_checkpoint: Path) -> None:
     a, b = slow.encode(texts), fast.encode(texts)  # (3, K, D)
     assert a.shape == b.shape == (3, slow.k, slow.dim)
     assert (a - b).abs().max().item() <= 1e-5
+
+
+def test_a_batch_quantized_against_an_older_version_is_observed_against_the_current_one(
+    tmp_path: Path,
+) -> None:
+    """The pipelined worker quantizes batch n + 1 before batch n's maintenance may publish: the
+    statistics of a batch whose version is no longer current describe the current version's codes."""
+    torch.manual_seed(0)
+    store = _store(tmp_path)
+    cb = OnlineCodebook(store, torch.device("cpu"), mode="ema", decay=0.5, publish_every_docs=4)
+    root = cb.bootstrap(torch.randn(8, 4))
+    z = torch.randn(4, 3, 4) + 2.0
+    version, codes, err = cb.quantize_current(z)  # (4, 3), (4, 3)
+    assert version == root
+    cb.observe(z, codes, err, version)
+    assert cb.publish() is not None and cb.version != root
+    before = cb.obs.counts.clone() if cb.obs is not None else None
+    cb.observe(z, codes, err, version)  # quantized against root; root is no longer in use
+    assert cb.obs is not None and before is not None
+    fresh, _ = cb.quantize(z)
+    expected = torch.bincount(fresh.reshape(-1), minlength=8).float()
+    assert torch.equal(cb.obs.counts - before, expected)
