@@ -295,14 +295,9 @@ def machine() -> dict[str, Any]:
 
     import torch
 
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    from bench.machine import cpu_model
+
+    cpu = cpu_model()
     return {
         "cpu": cpu,
         "nproc": os.cpu_count(),

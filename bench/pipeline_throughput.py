@@ -234,14 +234,9 @@ def bench_stage(
 
 
 def machine() -> dict[str, Any]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    from bench.machine import cpu_model
+
+    cpu = cpu_model()
     import aiokafka
     import confluent_kafka
     import faust

@@ -259,12 +259,11 @@ def machine() -> dict[str, Any]:
     import psutil
     import psycopg
 
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    cpu = next(
-        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), ""
-    )
+    from bench.machine import cpu_model
+
+    cpu = cpu_model()
     return {
-        "cpu": cpu or platform.processor(),
+        "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "os": platform.platform(),
