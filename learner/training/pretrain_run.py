@@ -57,7 +57,7 @@ from learner.training.pretrain_batches import (
     query_batch,
     start_id,
 )
-from learner.training.spec import RunSpec, seed_everything
+from learner.training.spec import RunSpec, seed_everything, warmup_then_constant
 
 log = get_logger("learner.training.pretrain_run")
 
@@ -124,9 +124,8 @@ class AmortizerPretrainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.model: MBCModel = place_model(model, self.device, bf16_ok=self.device.type == "cuda")
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
-        warm = cfg.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0
+            self.optimizer, warmup_then_constant(cfg.warmup_steps)
         )
         if opt_state is not None:
             self.optimizer.load_state_dict(opt_state["optimizer"])

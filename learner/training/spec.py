@@ -88,3 +88,8 @@ def keep_global_batch(train: TrainConfig, saved_processes: int, processes: int) 
             grad_accum=per_step // processes,
         )
     return replace(train, grad_accum=per_step // processes)
+
+
+def warmup_then_constant(warmup: int) -> Any:
+    """The LR factor of step ``s``: linear warm-up over ``warmup`` steps, then constant (the papers')."""
+    return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0

@@ -45,6 +45,7 @@ from learner.model.mbc import MBCModel, TrainBatch
 from learner.model.precision import place_model
 from learner.text.batching import TextBatcher, collate_train
 from learner.text.tokenizers import Tokenizers
+from learner.training import spec as run_spec
 from learner.training.checkpoint import (
     CheckpointMeta,
     load_checkpoint,
@@ -68,10 +69,6 @@ from learner.training.warmup import init_codebook_from_context, retrieval_warmup
 
 log = get_logger("learner.training.trainer")
 WARMUP_EPOCHS = 1_000_000  # epoch numbers whose orders feed the retrieval warm-up
-
-
-def _lr_lambda(warmup: int) -> Any:
-    return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
 
 def _unwrap(model: Any) -> MBCModel:
@@ -155,7 +152,7 @@ class Trainer:
         # add them to its own (and, under DDP, average them in a different rounding order).
         model.zero_grad(set_to_none=True)
         optimizer = torch.optim.Adam(self.params, lr=tcfg.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run_spec.warmup_then_constant(warmup))
         model = place_model(model, self.acc.device, bf16_ok=tcfg.mixed_precision == "bf16")
         self.deadline = Deadline(None)
         if opt_state is not None:
