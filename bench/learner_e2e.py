@@ -248,7 +248,7 @@ def encode_only(args: argparse.Namespace, texts: list[str], batch: int, precisio
     import torch
 
     from learner.inference.encode import DocumentEncoder
-    from learner.model.codebook import quantize
+    from learner.model.codebook_math import quantize
 
     enc = DocumentEncoder.load(
         args.work / "checkpoint" if args.checkpoint is None else args.checkpoint,

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from learner.model.build import build_model
-from learner.model.codebook import nearest_codes
+from learner.model.codebook_math import nearest_codes
 from learner.model.config import get_preset
 from learner.model.memory import Memory, memory_from_counts
 

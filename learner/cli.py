@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, cast
 import typer
 
 from infra.settings import load_settings
+from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, code_space_of, with_code_space
 from learner.settings import LearnerSettings
 from learner.training.cli_pretrain import pretrain_amortizer
 
@@ -121,7 +122,23 @@ def train(
     run_dir: Annotated[
         Path | None, typer.Option(help="Run folder (default: <runs_dir>/<preset>-<memory>).")
     ] = None,
-    memory: Annotated[str, typer.Option(help="compressed (MBC) or full (MAC baseline).")] = "compressed",
+    memory: Annotated[
+        str,
+        typer.Option(
+            help="compressed (MBC), full (MAC baseline), none (closed-book baseline: KV-LoRA on the question "
+            "alone) or paragraph (KV-LoRA with the gold paragraph in the prompt: the ceiling)."
+        ),
+    ] = "compressed",
+    oracle_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of training questions whose memory is only their own document (the others: "
+            "the whole batch). Default 0."
+        ),
+    ] = None,
+    codes_per_vector: CodesPerVector = None,
+    code_dim: CodeDim = None,
+    code_cosine: CodeCosine = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (preset default otherwise).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Documents with gradients per micro-batch.")] = None,
     grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step.")] = None,
@@ -201,8 +218,10 @@ def train(
 
     if mixed_precision == "auto":
         mixed_precision = "bf16" if torch.cuda.is_available() else "no"
-    if memory not in ("compressed", "full") or mixed_precision not in ("no", "bf16"):
-        raise ConfigValueError("--memory must be compressed|full and --mixed-precision auto|no|bf16")
+    if memory not in ("compressed", "full", "none", "paragraph") or mixed_precision not in ("no", "bf16"):
+        raise ConfigValueError(
+            "--memory must be compressed|full|none|paragraph and --mixed-precision auto|no|bf16"
+        )
     tcfg = dataclasses.replace(
         p.train,
         memory=cast(TrainMemoryMode, memory),
@@ -213,6 +232,7 @@ def train(
             grad_accum=grad_accum,
             lr=lr,
             backprop_fraction=backprop_fraction,
+            oracle_fraction=oracle_fraction,
             eval_every_steps=eval_every,
             seed=seed,
             retrieval_warmup_steps=retrieval_warmup,
@@ -221,7 +241,11 @@ def train(
             tokenizer_vocab_size=tokenizer_vocab_size,
         ),
     )
-    mcfg = p.model
+    mcfg = with_code_space(p.model, codes_per_vector, code_dim, code_cosine)
+    if init_from is not None and not resume:
+        from learner.training.checkpoint import read_meta, resolve_checkpoint
+
+        mcfg = code_space_of(read_meta(resolve_checkpoint(init_from, "last")).model, mcfg)
     if codebook_update is not None:
         if codebook_update not in ("gradient", "ema"):
             raise ConfigValueError("--codebook-update must be gradient or ema")
@@ -289,6 +313,14 @@ def evaluate(
     aggregation: Annotated[
         str, typer.Option(help="counts (exact, O(distinct codes)) or naive (every stored code).")
     ] = "counts",
+    oracle: Annotated[
+        bool,
+        typer.Option(
+            "--oracle/--bank",
+            help="--oracle: each question's memory is its own document only (what compression keeps); "
+            "--bank: the whole bank (what a user gets).",
+        ),
+    ] = False,
     decoding: Annotated[
         str, typer.Option(help="greedy, or paper (12 beams, 4 groups, diversity 10).")
     ] = "greedy",
@@ -345,11 +377,12 @@ def evaluate(
         device=dev,
         bf16=bf16,
         preset=meta.model.preset,
+        oracle=oracle,
     )
     report.summary["checkpoint"] = str(checkpoint)
     report.summary["from_scratch"] = meta.init == "scratch"
     out_dir = out or Path(checkpoint) / "eval"
-    stem = f"{memory}-{aggregation}-{report.summary['num_docs']}docs-{dec.name}"
+    stem = f"{memory}-{'oracle' if oracle else aggregation}-{report.summary['num_docs']}docs-{dec.name}"
     csv_path, json_path = write_report(report, out_dir, stem)
     report.summary["questions_csv"], report.summary["summary_json"] = str(csv_path), str(json_path)
     typer.echo(json.dumps(report.summary, indent=2))

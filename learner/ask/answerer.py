@@ -54,8 +54,10 @@ class Answerer:
         self._codebooks: dict[int, Tensor] = {}
 
     def _codebook_tensors(self, versions: set[int]) -> dict[int, Tensor]:
+        """Memory rows (G·C, D) of stored codebook versions (their code vectors decoded by the model)."""
         for v in versions - set(self._codebooks):
-            self._codebooks[v] = torch.from_numpy(self.store.get_codebook(v).vectors).to(self.device)
+            stored = torch.from_numpy(self.store.get_codebook(v).vectors).to(self.device)  # (G·C, d)
+            self._codebooks[v] = self.model.codebook.memory_rows(stored)
         return {v: self._codebooks[v] for v in versions}
 
     def memory(
@@ -66,7 +68,7 @@ class Answerer:
         aggregation: Aggregation = "counts",
     ) -> tuple[Memory | None, int, list[int]]:
         """(memory, documents in the slice, codebook versions used); memory None for an empty slice."""
-        k = int(self.model.config.num_tokens)
+        k = int(self.model.config.stored_codes)  # codes per document: K·G
         if aggregation == "counts":
             rows = self.store.counts(since=since, until=until, source=source)
             if not rows:

@@ -7,9 +7,13 @@
    stored code (``naive``) — and every question is answered against the whole bank. Timed end to
    end including unpacking, aggregation, prefix expansion and decoding: ``inference_ms_per_query``.
 
-Rows (``memory``): ``none`` (base LM alone), ``compressed`` (MBC), ``full`` (MAC) and
-``paragraph`` — the ceiling: the same KV-LoRA, the gold paragraph + question in the prompt, no
-memory (its "bank" is the documents' UTF-8 text).
+Rows (``memory``): ``none`` (no memory: the base LM alone, or — for a checkpoint trained with
+``--memory none``, the closed-book baseline — the question with its trained KV-LoRA),
+``compressed`` (MBC), ``full`` (MAC) and ``paragraph`` — the gold paragraph + question in the
+prompt with the checkpoint's KV-LoRA, no memory (its "bank" is the documents' UTF-8 text; the
+ceiling when the checkpoint was trained with ``--memory paragraph``). ``oracle`` (compressed or
+full): each question's memory is its own document only — what compression keeps — instead of the
+whole bank — what a user gets.
 
 Timers synchronize CUDA before reading the clock and divide by what their names say.
 """
@@ -53,12 +57,13 @@ class Bank:
 
     mode: str
     num_docs: int
-    num_tokens: int
-    num_codes: int
+    num_tokens: int  # codes stored per document: K·G
+    num_codes: int  # rows of the codebook they index: G·C
     blobs: list[bytes] = field(default_factory=list)  # compressed: packed codes per document
     versions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,)
     vectors: Tensor | None = None  # full: (N, K, D) float32 on CPU
-    codebooks: dict[int, Tensor] = field(default_factory=dict)
+    codebooks: dict[int, Tensor] = field(default_factory=dict)  # stored versions (G·C, d)
+    rows: dict[int, Tensor] = field(default_factory=dict)  # their memory rows (G·C, D)
     text_bytes: int = 0  # paragraph: the documents' UTF-8 bytes (what that row keeps per document)
 
     @property
@@ -74,7 +79,7 @@ class Bank:
         return sum(len(encode_codebook(v.cpu().numpy())) for v in self.codebooks.values())
 
     def codes(self) -> np.ndarray:
-        """Unpack the stored blobs -> (N, K) code indices."""
+        """Unpack the stored blobs -> (N, K·G) code indices."""
         return unpack_codes_batch(self.blobs, self.num_tokens, self.num_codes)
 
 
@@ -84,23 +89,24 @@ def adapt(
 ) -> Bank:
     """Amortize (and quantize + pack) ``docs`` into a bank, through the one text -> codes path."""
     cfg = model.config
-    bank = Bank(mode, len(docs), cfg.num_tokens, cfg.codebook_size)
+    bank = Bank(mode, len(docs), cfg.stored_codes, cfg.stored_codebook_size)
     if mode in ("none", "paragraph"):
         bank.text_bytes = sum(len(d.text.encode()) for d in docs) if mode == "paragraph" else 0
         return bank
     version = int(model.codebook.version)
-    vectors = model.codebook.vectors.detach()  # (C, D)
+    vectors = model.codebook.vectors.detach()  # (G·C, d)
     codes_parts, vec_parts = [], []
     for i in range(0, len(docs), batch_size):
         texts = [d.text for d in docs[i : i + batch_size]]
         if mode == "compressed":
-            codes_parts.append(encoder.encode_codes(texts, vectors)[1].cpu().numpy())  # (b, K)
+            codes_parts.append(encoder.encode_codes(texts, vectors)[1].cpu().numpy())  # (b, K·G)
         else:
             vec_parts.append(encoder.encode(texts).cpu())  # (b, K, D)
     if mode == "compressed":
-        bank.blobs = pack_codes_batch(np.concatenate(codes_parts), cfg.codebook_size)
+        bank.blobs = pack_codes_batch(np.concatenate(codes_parts), bank.num_codes)
         bank.versions = np.full(len(docs), version, dtype=np.int64)
         bank.codebooks = {version: vectors.float()}
+        bank.rows = {version: model.codebook.memory_rows(vectors).float()}
     else:
         bank.vectors = torch.cat(vec_parts)
     return bank
@@ -115,8 +121,19 @@ def bank_memory(bank: Bank, aggregation: Aggregation, device: torch.device) -> M
         return memory_full(bank.vectors.to(device))
     codes = bank.codes()
     if aggregation == "counts":
-        return memory_from_counts(count_codes(codes, bank.versions), bank.codebooks, device)
-    return memory_naive(codes, bank.versions, bank.codebooks, device)
+        return memory_from_counts(count_codes(codes, bank.versions), bank.rows, device)
+    return memory_naive(codes, bank.versions, bank.rows, device)
+
+
+def oracle_memory(bank: Bank, doc_index: Sequence[int]) -> Memory:
+    """Per-question memory (Q, R, D): question q sees only the rows of its own document
+    ``doc_index[q]`` (R = K float vectors, or K·G decoded codes), as stored."""
+    idx = torch.as_tensor(list(doc_index), dtype=torch.int64)
+    if bank.mode == "full":
+        assert bank.vectors is not None
+        return Memory(bank.vectors[idx])  # (Q, K, D)
+    per_doc = memory_naive(bank.codes(), bank.versions, bank.rows).vectors  # (N·R, D)
+    return Memory(per_doc.view(bank.num_docs, bank.num_tokens, -1)[idx])  # (Q, R, D)
 
 
 @dataclass
@@ -139,10 +156,18 @@ def online_eval(
     max_questions: int | None = None,
     bf16: bool = False,
     preset: str | None = None,
+    oracle: bool = False,
 ) -> EvalReport:
-    """Adapt on the first ``num_docs`` documents of ``data``, then answer all their questions."""
+    """Adapt on the first ``num_docs`` documents of ``data``, then answer all their questions
+    (against the whole bank, or with ``oracle`` each against its own document only)."""
     if memory == "compressed" and model.train_memory == "full":
         raise CheckpointError("this checkpoint was meta-trained with full memory: it has no trained codebook")
+    if memory in ("compressed", "full") and model.train_memory in ("none", "paragraph"):
+        raise CheckpointError(
+            f"this checkpoint is the {model.train_memory!r} baseline: its memory path was never trained"
+        )
+    if oracle and memory not in ("compressed", "full"):
+        raise CheckpointError("the oracle setting needs --memory compressed or full")
     decode = decode or DecodeConfig(max_new_tokens=model.config.max_answer_tokens)
     bf16 = bf16 or needs_autocast(model)  # bf16 frozen base weights (learner.model.precision)
     device = device or next(model.parameters()).device
@@ -158,8 +183,14 @@ def online_eval(
     infer_t: list[float] = []
     with timed(device, adapt_t):
         bank = adapt(model, encoder, docs, memory, batch_size)
+    closed_book = memory == "none" and model.train_memory == "none"  # the baseline's own KV-LoRA
     with timed(device, infer_t):
-        mem = bank_memory(bank, aggregation, device)
+        mem: Memory | None
+        if oracle:
+            position = {doc.doc_id: i for i, doc in enumerate(docs)}
+            mem = oracle_memory(bank, [position[e.doc_id] for e in examples])
+        else:
+            mem = bank_memory(bank, aggregation, device)
         contexts = [subset.documents[e.doc_id].text for e in examples] if memory == "paragraph" else None
         preds = answer_questions(
             model,
@@ -171,6 +202,7 @@ def online_eval(
             device,
             bf16,
             contexts,
+            lora=closed_book,
         )
     model.train(was_training)
     rows = [
@@ -200,12 +232,16 @@ def online_eval(
         "inference_ms_per_query": 1000.0 * infer_t[0] / n_q if n_q else 0.0,
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
         "memory": memory,
-        "aggregation": aggregation if memory == "compressed" else None,
+        "bank": "oracle" if oracle else ("all" if memory in ("compressed", "full") else None),
+        "trained_memory": model.train_memory,
+        "aggregation": aggregation if memory == "compressed" and not oracle else None,
         "decoding": decode.name,
         "preset": preset or model.config.preset,
         "device": str(device),
         "distinct_codes": len(count_codes(bank.codes(), bank.versions)) if memory == "compressed" else None,
         "num_tokens": model.config.num_tokens,
+        "codes_per_vector": model.config.codes_per_vector,
+        "stored_codes_per_doc": model.config.stored_codes,
         "codebook_size": model.config.codebook_size,
         "bf16": bf16,
     }

@@ -46,12 +46,22 @@ def answer_questions(
     device: torch.device,
     bf16: bool = False,
     contexts: Sequence[str] | None = None,
+    lora: bool = False,
 ) -> list[str]:
-    """Predicted answer text for every question. With ``contexts`` (one paragraph per question) the
-    LM reads paragraph + question in its prompt, with its KV-LoRA and no memory."""
+    """Predicted answer text for every question.
+
+    ``memory`` is one memory shared by every question, or a *per-question* memory whose vectors are
+    (Q, R, D) (row q for question q: e.g. the oracle setting, only the question's own document).
+    With ``contexts`` (one paragraph per question) the LM reads paragraph + question in its prompt,
+    with its KV-LoRA and no memory; ``lora`` with no memory: the question alone, with the KV-LoRA
+    (the closed-book baseline)."""
     preds: list[str] = []
+    per_question = memory is not None and memory.vectors.dim() == 3
     for i in range(0, len(questions), batch_size):
         chunk = list(questions[i : i + batch_size])
+        mem = memory
+        if per_question and memory is not None:
+            mem = Memory(memory.vectors[i : i + batch_size].to(device))
         q_ids, q_mask = pad(texts.questions_amort(chunk), texts.tok.amort_pad_id)
         prompts = (
             texts.paragraph_prompts_lm(contexts[i : i + batch_size], chunk)
@@ -65,13 +75,13 @@ def answer_questions(
                 q_mask.to(device),
                 g_ids.to(device),
                 g_mask.to(device),
-                memory,
+                mem,
                 texts.tok.lm_eos_id,
                 max_new_tokens=decode.max_new_tokens,
                 num_beams=decode.num_beams,
                 num_beam_groups=decode.num_beam_groups,
                 diversity_penalty=decode.diversity_penalty,
-                lora=contexts is not None,
+                lora=lora or contexts is not None,
             )
         preds += [texts.decode(t) for t in out]
     return preds

@@ -1,7 +1,7 @@
 """THE text -> context vectors -> codes path, used by evaluation, the worker, `mbc ask` and the demo.
 
 :class:`DocumentEncoder` tokenizes documents exactly as training did and amortizes them
-(tokenize + amortize); :func:`learner.model.codebook.quantize` turns the vectors into codes
+(tokenize + amortize); :meth:`learner.model.codebook.Codebook.encode` turns the vectors into codes
 against a given codebook. The worker quantizes against the codebook *version* it follows
 (:mod:`learner.worker.online_codebook`), evaluation against the checkpoint's own codebook, so
 that online updates never change what stored codes mean (docs/DESIGN.md §3b).
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from learner.inference.device import pick_device
-from learner.model.codebook import quantize
+from learner.model.codebook import Codebook
 from learner.model.mbc import MBCModel
 from learner.text.batching import TextBatcher, pad
 from learner.text.tokenizers import Tokenizers
@@ -48,7 +48,12 @@ class TextEncoder(Protocol):
         ...
 
     def initial_codebook(self) -> Tensor:
-        """(C, D) codebook the model was trained with: the root version of a new store."""
+        """(G·C, d) codebook the model was trained with: the root version of a new store."""
+        ...
+
+    @property
+    def codebook(self) -> Codebook:
+        """The model's codebook module: its code space maps context vectors to stored code vectors."""
         ...
 
     @property
@@ -130,10 +135,15 @@ class DocumentEncoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.codebook.dim)
+        """Size of a stored code vector: d in a code space, D for a raw codebook."""
+        return int(self.model.codebook.code_dim)
 
     def initial_codebook(self) -> Tensor:
-        return self.model.codebook.vectors.detach().float().clone()  # (C, D)
+        return self.model.codebook.vectors.detach().float().clone()  # (G·C, d)
+
+    @property
+    def codebook(self) -> Codebook:
+        return self.model.codebook
 
     def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """(N,) texts -> ids (N, T) and mask (N, T) on the CPU, right-padded."""
@@ -178,8 +188,8 @@ class DocumentEncoder:
 
     @torch.no_grad()
     def encode_codes(self, texts: Sequence[str], vectors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(N,) texts -> context vectors (N, K, D), codes (N, K) against ``vectors`` (C, D), and
-        the squared quantization errors (N, K)."""
+        """(N,) texts -> context vectors (N, K, D), codes (N, K·G) against ``vectors`` (G·C, d), and
+        the squared quantization errors (N, K·G)."""
         z = self.encode(texts)
-        codes, err = quantize(z, vectors)
+        codes, err = self.model.codebook.encode(z, vectors)
         return z, codes, err

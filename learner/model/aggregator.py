@@ -57,7 +57,10 @@ class CrossAttentionBlock(nn.Module):
             v = v.unsqueeze(0).expand(x.shape[0], -1, -1, -1)
         bias = None
         if memory.log_weight is not None:
-            bias = memory.log_weight.to(q.dtype).view(1, 1, 1, -1)  # (1, 1, 1, M): + log(count)
+            w = memory.log_weight.to(q.dtype)
+            bias = (
+                w.view(1, 1, 1, -1) if w.dim() == 1 else w[:, None, None, :]
+            )  # (1|B, 1, 1, M): + log(count)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, K, hd)
         x = x + self.to_out(out.transpose(1, 2).flatten(2))  # (B, K, D)
         return x + self.ff(self.norm_ff(x))

@@ -17,7 +17,7 @@ from learner.errors import ModelLoadError
 from learner.model.adapters import adapter_of
 from learner.model.amortization import PromptedT5, t5_config_from_spec
 from learner.model.base_lm import BaseLM, lm_config_from_spec, lm_from_config, load_pretrained_lm
-from learner.model.config import ModelConfig, T5Spec
+from learner.model.config import ModelConfig, T5Spec, TrainMemoryMode
 from learner.model.lm_encoder import SummaryTokenEncoder
 from learner.model.lora import is_lora_parameter
 from learner.model.mbc import MBCModel
@@ -46,7 +46,7 @@ def build_model(
     cfg: ModelConfig,
     init: Init,
     tokenizers: Tokenizers | None,
-    train_memory: Literal["compressed", "full"] = "compressed",
+    train_memory: TrainMemoryMode = "compressed",
     lm_source: str | None = None,
 ) -> MBCModel:
     """A new MBC model.
@@ -85,7 +85,7 @@ def assemble(
     amort_t5: T5Model,
     question_t5: T5Model,
     lm_model: Any,
-    train_memory: Literal["compressed", "full"] = "compressed",
+    train_memory: TrainMemoryMode = "compressed",
 ) -> MBCModel:
     d = lm_model.config.hidden_size
     amortizer = PromptedT5(amort_t5, cfg.num_tokens, d)
@@ -93,9 +93,7 @@ def assemble(
     return MBCModel(cfg, amortizer, question, BaseLM(lm_model, cfg.lm.arch), train_memory)
 
 
-def assemble_on_lm(
-    cfg: ModelConfig, lm_model: Any, train_memory: Literal["compressed", "full"] = "compressed"
-) -> MBCModel:
+def assemble_on_lm(cfg: ModelConfig, lm_model: Any, train_memory: TrainMemoryMode = "compressed") -> MBCModel:
     """``encoder="lm"``: both encoders are named LoRA adapters + summary tokens on ``lm_model``."""
     d = lm_model.config.hidden_size
     r, alpha, k, h = cfg.encoder_lora_r, cfg.encoder_lora_alpha, cfg.num_tokens, cfg.encoder_mlp_hidden
@@ -118,7 +116,7 @@ def arch_configs(model: MBCModel) -> ArchConfigs:
 
 
 def build_from_arch(
-    cfg: ModelConfig, arch: ArchConfigs, train_memory: Literal["compressed", "full"] = "compressed"
+    cfg: ModelConfig, arch: ArchConfigs, train_memory: TrainMemoryMode = "compressed"
 ) -> MBCModel:
     """Random-weight model with exactly the stored architecture (weights are loaded afterwards)."""
     lm_cfg = dict(arch.lm)

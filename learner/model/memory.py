@@ -32,7 +32,8 @@ class Memory:
     """Memory rows for cross-attention.
 
     ``vectors`` is (M, D) — shared by every question — or (B, M, D) per question;
-    ``log_weight`` is None (every row counts once) or (M,) log multiplicities.
+    ``log_weight`` is None (every row counts once), (M,) log multiplicities, or (B, M) per question
+    (e.g. -inf for rows a question may not see).
     """
 
     vectors: Tensor

@@ -26,7 +26,7 @@ class Encoded:
 
     doc: list[int]  # amortization tokenizer, document
     q_amort: list[int]  # amortization tokenizer, question
-    question: list[int]  # LM tokenizer, question
+    question: list[int]  # LM tokenizer, question (paragraph baseline: paragraph, newline, question)
     answer: list[int]  # LM tokenizer, " " + answer, then EOS
 
 
@@ -79,13 +79,18 @@ class TextBatcher:
         limit = self.cfg.max_answer_tokens - 1
         return [[*list(ids)[:limit], self.tok.lm_eos_id] for ids in out]
 
-    def encode(self, ds: QADataset) -> list[Encoded]:
-        """Every example of ``ds``, each document tokenized once."""
+    def encode(self, ds: QADataset, paragraph: bool = False) -> list[Encoded]:
+        """Every example of ``ds``, each document tokenized once. ``paragraph``: the LM side reads the
+        gold paragraph, a newline and the question (the paragraph baseline's training prompt)."""
         doc_ids = list(ds.documents)
         doc_tokens = dict(zip(doc_ids, self.documents([ds.documents[d].text for d in doc_ids]), strict=True))
         questions = [ex.question for ex in ds.examples]
         q_amort = self.questions_amort(questions)
-        q_lm = self.questions_lm(questions)
+        q_lm = (
+            self.paragraph_prompts_lm([ds.documents[ex.doc_id].text for ex in ds.examples], questions)
+            if paragraph
+            else self.questions_lm(questions)
+        )
         answers = self.answers_lm([ex.target for ex in ds.examples])
         return [
             Encoded(doc_tokens[ex.doc_id], qa, ql, a)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from learner.errors import ConfigValueError
-from learner.model.codebook import quantize
+from learner.model.codebook_math import code_histogram, grouped_perplexity
 from learner.model.mbc import MBCModel
 from learner.model.memory import Memory
 from learner.training.pretrain_batches import CONTINUE, OBJECTIVES, RECONSTRUCT, Objective, PretrainBatch
@@ -56,6 +56,7 @@ class PretrainConfig:
     cont_tokens: int = 128
     log_every: int = 50  # steps between metric records (held-out memory gap included)
     eval_chunks: int = 32  # held-out chunks, never trained on
+    kmeans_chunks: int = 1024  # compressed, fresh run: k-means initialisation of the codebook from these
     seed: int = 42
 
     def validate(self) -> PretrainConfig:
@@ -67,6 +68,7 @@ class PretrainConfig:
             (self.doc_tokens >= 8, "doc tokens must be >= 8"),
             (self.objective == "reconstruct" or self.cont_tokens >= 1, "continuation needs cont tokens >= 1"),
             (self.log_every >= 1 and self.eval_chunks >= 1, "log every and eval chunks must be >= 1"),
+            (self.kmeans_chunks >= 0, "k-means chunks must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -89,8 +91,9 @@ TASK_NAMES = {RECONSTRUCT: "reconstruct", CONTINUE: "continue"}
 def context_vectors(
     model: MBCModel, batch: PretrainBatch, memory: str, train: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(memory vectors (N, K, D), VQ loss, perplexity). ``train``: the codebook's straight-through
-    forward with its usage tracking and resets; otherwise the inference quantization (no updates)."""
+    """(memory rows (N, R, D), VQ loss, perplexity): R = K float vectors (full), or K·G decoded codes.
+    ``train``: the codebook's straight-through forward with its usage tracking and resets; otherwise
+    the inference quantization (no updates), its perplexity that of the codes it chose."""
     z = model.amortize(batch.doc_ids, batch.doc_mask)  # (N, K, D)
     zero = z.new_zeros(())
     if memory == "full":
@@ -98,8 +101,10 @@ def context_vectors(
     if train:
         q = model.codebook(z)
         return q.quantized, q.loss, q.perplexity
-    codes = quantize(z, model.codebook.vectors)[0]  # (N, K)
-    return model.codebook.lookup(codes).to(z.dtype), zero, zero
+    book = model.codebook
+    codes = book.encode(z)[0]  # (N, K·G)
+    ppl = grouped_perplexity(code_histogram(codes, book.total_codes), book.groups)
+    return book.lookup(codes).to(z.dtype), zero, ppl
 
 
 def lm_logits(
@@ -160,13 +165,20 @@ def memory_gap(
     memory: str,
 ) -> dict[str, float]:
     """Held-out loss and token accuracy per task with each document's own memory, a zero memory and
-    (batches of >= 2 documents) the next document's memory; ``gap_<task>`` = zero - own loss."""
+    (batches of >= 2 documents) the next document's memory; ``gap_<task>`` = zero - own loss,
+    ``gap_other_<task>`` = other document's - own loss (what the memory says about *its* document);
+    compressed: ``perplexity`` of all held-out codes (per group, mean over groups)."""
     was = model.training
     model.eval()
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
+    book = model.codebook
+    histogram = torch.zeros(book.total_codes)
     for batch in batches:
-        own, _, _ = context_vectors(model, batch, memory, train=False)  # (N, K, D)
+        own, _, _ = context_vectors(model, batch, memory, train=False)  # (N, R, D)
+        if memory == "compressed":
+            z = model.amortize(batch.doc_ids, batch.doc_mask)
+            histogram += code_histogram(book.encode(z)[0], book.total_codes).cpu()
         sources = {"own": own, "zero": torch.zeros_like(own)}
         if batch.num_docs >= 2:
             sources["shuffled"] = own.roll(1, dims=0)
@@ -185,4 +197,8 @@ def memory_gap(
     for name in TASK_NAMES.values():
         if f"own_loss_{name}" in out:
             out[f"gap_{name}"] = out[f"zero_loss_{name}"] - out[f"own_loss_{name}"]
+        if f"shuffled_loss_{name}" in out:
+            out[f"gap_other_{name}"] = out[f"shuffled_loss_{name}"] - out[f"own_loss_{name}"]
+    if memory == "compressed":
+        out["perplexity"] = float(grouped_perplexity(histogram, book.groups))
     return out

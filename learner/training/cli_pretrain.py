@@ -12,6 +12,7 @@ from typing import Annotated, Literal, cast
 
 import typer
 
+from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, with_code_space
 from learner.data.plain_text import TEXT_FORMATS
 
 PRESET_HELP = "Model preset (smollm2-135m is the one this was built for; any pretrained-LM preset works)."
@@ -51,6 +52,15 @@ def pretrain_amortizer(
         int, typer.Option(help="Steps between metric records (with the held-out gap).")
     ] = 50,
     eval_chunks: Annotated[int, typer.Option(help="Chunks held out to measure the memory gap.")] = 32,
+    kmeans_chunks: Annotated[
+        int,
+        typer.Option(
+            help="Compressed: initialise the codebook by k-means over this many chunks' vectors (0: off)."
+        ),
+    ] = 1024,
+    codes_per_vector: CodesPerVector = None,
+    code_dim: CodeDim = None,
+    code_cosine: CodeCosine = None,
     max_texts: Annotated[int | None, typer.Option(help="Use only the first N texts of --data.")] = None,
     max_minutes: Annotated[
         float | None, typer.Option(help="Stop in time to save `last` within this many minutes.")
@@ -93,7 +103,7 @@ def pretrain_amortizer(
         import torch
 
         torch.set_num_threads(settings.num_threads)
-    model_cfg = get_preset(preset).model
+    model_cfg = with_code_space(get_preset(preset).model, codes_per_vector, code_dim, code_cosine)
     if memory not in ("compressed", "full"):
         raise ConfigValueError("--memory must be compressed or full")
     if max_texts is not None and max_texts < 1:
@@ -109,6 +119,7 @@ def pretrain_amortizer(
         cont_tokens=cont_tokens,
         log_every=log_every,
         eval_chunks=eval_chunks,
+        kmeans_chunks=kmeans_chunks,
         seed=seed,
     ).validate()
     texts = load_texts(data, data_format)[:max_texts]

@@ -54,5 +54,8 @@ def broadcast_codebook(book: Codebook) -> None:
     authoritative anyway, so that last-bit differences between devices cannot accumulate."""
     import torch.distributed as dist
 
-    for t in (book.vectors.data, book.usage, book.ema_size, book.ema_sum):
+    tensors = [book.vectors.data, book.usage, book.ema_size, book.ema_sum]
+    if book.space is not None:  # its running statistics saw each process's own documents
+        tensors += [book.space.slot_mean, book.space.slot_var]
+    for t in tensors:
         dist.broadcast(t, src=0)

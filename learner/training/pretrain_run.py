@@ -135,6 +135,25 @@ class AmortizerPretrainer:
         self.q_ids, self.q_mask = q_ids.to(self.device), q_mask.to(self.device)
         self.deadline = Deadline(None)
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        if not resume and cfg.memory == "compressed" and cfg.kmeans_chunks > 0:
+            self._init_codebook()
+
+    @torch.no_grad()
+    def _init_codebook(self) -> None:
+        """k-means codebook from the context vectors of the first ``kmeans_chunks`` training chunks
+        (the paper's uniform(±1/C) start quantizes every document to the same few codes)."""
+        chunks = self.train_set[: self.cfg.kmeans_chunks]
+        b = max(self.cfg.batch_size, 32)
+        self.model.eval()
+        parts = []
+        with self._autocast():
+            for i in range(0, len(chunks), b):
+                batch = self._batch(chunks[i : i + b])
+                parts.append(self.model.amortize(batch.doc_ids, batch.doc_mask).float())
+        z = torch.cat(parts)  # (N, K, D)
+        self.model.train()
+        self.model.codebook.init_from_context(z, self.cfg.batch_size * z.shape[1], self.cfg.seed)
+        log.info("codebook initialised by k-means", vectors=int(z.shape[0] * z.shape[1]))
 
     def _split(self, texts: list[str]) -> None:
         cfg = self.cfg
@@ -271,5 +290,7 @@ def _summary(record: dict[str, Any]) -> str:
         text = f"{task}: loss {own:.3f} (zero memory {zero:.3f}"
         text += f", other doc {other:.3f})" if other is not None else ")"
         parts.append(f"{text} acc {acc:.3f}")
+    if "heldout_perplexity" in record:
+        parts.append(f"held-out perplexity {record['heldout_perplexity']:.1f}")
     parts.append(f"{record['seconds_per_step']:.2f} s/step")
     return " | ".join(parts)

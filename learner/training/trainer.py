@@ -134,11 +134,15 @@ class Trainer:
             cpu=cpu,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
-        self.encoded = TextBatcher(self.tok, self.spec.model).encode(train_ds)
-        self.val_encoded = TextBatcher(self.tok, self.spec.model).encode(val_ds)
+        para = tcfg.memory == "paragraph"
+        self.encoded = TextBatcher(self.tok, self.spec.model).encode(train_ds, paragraph=para)
+        self.val_encoded = TextBatcher(self.tok, self.spec.model).encode(val_ds, paragraph=para)
+        model.oracle_fraction = tcfg.oracle_fraction
         self.groups = [ex.group for ex in train_ds.examples]
         if not resume and tcfg.retrieval_warmup_steps > 0:
             self._warm_up(model)
+        elif not resume and model.train_memory == "compressed" and float(model.codebook.usage.sum()) == 0:
+            self._kmeans_codebook(model)  # a codebook that never saw a context vector
         n_batches = (
             len(epoch_batches(np.arange(len(self.encoded)), tcfg.loader_batch_size)) // self.acc.num_processes
         )
@@ -197,6 +201,22 @@ class Trainer:
                 "retrieval warm-up", steps=steps, attention_loss=round(attn, 3), own_doc_qa_loss=round(qa, 3)
             )
             self._log({"split": "warmup", "steps": steps, "attention_loss": attn, "own_doc_qa_loss": qa})
+
+    def _kmeans_codebook(self, model: MBCModel, batches: int = 64) -> None:
+        """k-means codebook from the context vectors of the first training batches (the paper's
+        uniform(±1/C) start quantizes every document to the same few codes)."""
+        tcfg = self.spec.train
+        order = epoch_order(self.groups, tcfg.shuffle, tcfg.seed, WARMUP_EPOCHS)
+        idx = epoch_batches(order, tcfg.batch_size)[:batches]
+        collated = [
+            collate_train([self.encoded[i] for i in b], self.tok.amort_pad_id, self.tok.lm_pad_id)
+            for b in idx
+        ]
+        device = self.acc.device
+        model.to(device)
+        with self.acc.autocast():
+            init_codebook_from_context(model, collated, device, tcfg.seed)
+        log.info("codebook initialised by k-means", batches=len(collated))
 
     # -- bookkeeping ---------------------------------------------------------------------------------
 

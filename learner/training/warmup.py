@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from learner.model.aggregator import CrossAttentionBlock
-from learner.model.codebook import nearest_codes
 from learner.model.mbc import MBCModel, TrainBatch
 from learner.model.memory import Memory
 
@@ -77,25 +76,6 @@ def warmup_loss(model: MBCModel, batch: TrainBatch) -> tuple[torch.Tensor, float
 
 
 @torch.no_grad()
-def kmeans(
-    x: torch.Tensor, k: int, iters: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means on rows of ``x`` (N, D) -> (centroids (k, D), cluster sizes (k,)); empty clusters re-seeded."""
-    centroids = x[torch.randperm(x.shape[0], generator=generator)[:k]].clone()  # (k, D)
-    counts = torch.zeros(k)
-    for _ in range(iters):
-        assign = nearest_codes(x, centroids)  # (N,)
-        counts = torch.bincount(assign, minlength=k).float()
-        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
-        filled = counts > 0
-        centroids[filled] = sums[filled] / counts[filled, None]
-        empty = int((~filled).sum())
-        if empty:
-            centroids[~filled] = x[torch.randint(0, x.shape[0], (empty,), generator=generator)]
-    return centroids, counts
-
-
-@torch.no_grad()
 def init_codebook_from_context(
     model: MBCModel, batches: Sequence[TrainBatch], device: torch.device, seed: int
 ) -> None:
@@ -103,20 +83,9 @@ def init_codebook_from_context(
     model.eval()
     z = torch.cat(
         [model.amortizer(b.doc_ids.to(device), b.doc_mask.to(device)).float().cpu() for b in batches]
-    )
-    flat = z.reshape(-1, z.shape[-1])  # (N*K, D)
-    c = model.codebook.num_codes
-    generator = torch.Generator().manual_seed(seed)
-    if flat.shape[0] < c:
-        flat = flat[torch.randint(0, flat.shape[0], (c,), generator=generator)] + 1e-3 * torch.randn(
-            c, flat.shape[1], generator=generator
-        )
-    centroids, counts = kmeans(flat, c, iters=10, generator=generator)
-    per_step = batches[0].doc_ids.shape[0] * z.shape[1]  # context vectors quantized per training step
-    usage = counts / counts.sum() * per_step
-    model.codebook.set_codes(
-        centroids.to(model.codebook.vectors.device), usage.to(model.codebook.usage.device)
-    )
+    )  # (N, K, D)
+    per_step = batches[0].doc_ids.shape[0] * z.shape[1]  # vectors quantized per group per training step
+    model.codebook.init_from_context(z, per_step, seed)
     model.train()
 
 

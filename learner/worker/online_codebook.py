@@ -25,7 +25,14 @@ import torch
 from torch import Tensor
 
 from infra.logging import get_logger
-from learner.model.codebook import EmaKMeansState, ema_kmeans_update, perplexity, quantize, reset_dead_codes
+from learner.model.codebook import Codebook
+from learner.model.codebook_math import (
+    EmaKMeansState,
+    ema_kmeans_update,
+    grouped_perplexity,
+    quantize,
+    reset_dead_codes_grouped,
+)
 from memory_store.errors import CodebookConflict, StoreUnavailable
 from memory_store.records import CodebookHealth
 from memory_store.store import MemoryStore
@@ -48,13 +55,13 @@ class VersionState:
 class Observations:
     """What the worker saw since it last published (or since it switched version)."""
 
-    counts: Tensor  # (C,) assignments per code
-    sums: Tensor  # (C, D) sum of assigned context vectors
+    counts: Tensor  # (G·C,) assignments per code
+    sums: Tensor  # (G·C, d) sum of the assigned code-space vectors (d = D for a raw codebook)
     batches: int = 0
     docs: int = 0
     vectors: int = 0
     sq_error: float = 0.0
-    reservoir: list[Tensor] = field(default_factory=list)  # recent (n, D) chunks, for dead-code resets
+    reservoir: list[Tensor] = field(default_factory=list)  # recent (n, G, d) chunks, for dead-code resets
 
     @classmethod
     def empty(cls, num_codes: int, dim: int, device: torch.device) -> Observations:
@@ -75,8 +82,14 @@ class OnlineCodebook:
         reservoir_size: int = 4_096,
         follow_every_s: float = 5.0,
         seed: int = 0,
+        book: Codebook | None = None,
     ) -> None:
+        """``book``: the checkpoint's codebook module, whose code space (if any) maps context vectors to
+        what stored versions hold (:mod:`learner.model.code_space`); None: a raw codebook of D-vectors."""
         self.store, self.device, self.mode = store, device, mode
+        self.book = book
+        self.groups = book.groups if book is not None else 1
+        self.cosine = bool(book is not None and book.cosine)
         self.decay, self.dead_threshold = decay, dead_threshold
         self.publish_every_docs, self.reservoir_size = publish_every_docs, reservoir_size
         self.follow_every_s = follow_every_s
@@ -149,11 +162,23 @@ class OnlineCodebook:
 
     # -- per batch ------------------------------------------------------------------------------
 
+    def _encode(self, z: Tensor, vectors: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, K, D) context vectors -> (N, K·G) codes and (N, K·G) squared quantization errors."""
+        if self.book is None:
+            return quantize(z, vectors)
+        return self.book.encode(z, vectors)
+
+    def _code_space(self, z: Tensor) -> Tensor:
+        """(N, K, D) context vectors -> (N·K, G, d) code-space vectors (what the codes approximate)."""
+        if self.book is None:
+            return z.reshape(-1, 1, z.shape[-1]).float()
+        return self.book.project(z).float().flatten(0, 1)
+
     @torch.no_grad()
     def quantize(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, K, D) context vectors -> (N, K) codes and (N, K) squared quantization errors."""
+        """(N, K, D) context vectors -> (N, K·G) codes and (N, K·G) squared quantization errors."""
         assert self.state is not None
-        return quantize(z, self.state.vectors)
+        return self._encode(z, self.state.vectors)
 
     @torch.no_grad()
     def quantize_current(self, z: Tensor) -> tuple[int, Tensor, Tensor]:
@@ -169,7 +194,7 @@ class OnlineCodebook:
                 )
             assert self.state is not None
             state = self.state  # stored versions never change: the snapshot stays valid unlocked
-        codes, err = quantize(z, state.vectors)
+        codes, err = self._encode(z, state.vectors)
         return state.version, codes, err
 
     @torch.no_grad()
@@ -182,15 +207,16 @@ class OnlineCodebook:
         describe the codes of the version they are folded into."""
         assert self.state is not None and self.obs is not None
         if version is not None and version != self.state.version:
-            codes, sq_error = quantize(z, self.state.vectors)
-        flat = z.reshape(-1, z.shape[-1]).float()  # (N*K, D)
+            codes, sq_error = self._encode(z, self.state.vectors)
+        rows = self._code_space(z)  # (N·K, G, d)
+        flat = rows.reshape(-1, rows.shape[-1])  # (N·K·G, d), in the order of codes (N, K·G)
         idx = codes.reshape(-1)
         o = self.obs
         o.counts += torch.bincount(idx, minlength=o.counts.shape[0]).float()
         if self.mode == "ema":
             o.sums.index_add_(0, idx, flat)
             o.reservoir.append(
-                flat[torch.randperm(flat.shape[0], generator=self.generator)[:256].to(flat.device)]
+                rows[torch.randperm(rows.shape[0], generator=self.generator)[:256].to(rows.device)]
             )
             while sum(r.shape[0] for r in o.reservoir) > self.reservoir_size:
                 o.reservoir.pop(0)
@@ -222,10 +248,12 @@ class OnlineCodebook:
             ema = EmaKMeansState(base.vectors, base.usage, base.vectors * base.usage[:, None])
             ema = ema_kmeans_update(ema, o.counts, o.sums, self.decay, batches=o.batches)
             vectors, usage = ema.vectors, ema.cluster_size
+            if self.cosine:  # codes stay unit vectors (learner.model.code_space)
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
             resets = 0
             if o.reservoir:
-                pool = torch.cat(o.reservoir)  # (R, D)
-                vectors, usage, replaced = reset_dead_codes(
+                pool = torch.cat(o.reservoir)  # (R, G, d)
+                vectors, usage, replaced = reset_dead_codes_grouped(
                     vectors, usage, pool, self.dead_threshold, self.generator
                 )
                 resets = int(replaced.numel())
@@ -272,7 +300,7 @@ class OnlineCodebook:
         if state.origin is not None:
             extra["origin"] = state.origin
         return CodebookHealth(
-            perplexity=float(perplexity(o.counts)),
+            perplexity=float(grouped_perplexity(o.counts, self.groups)),
             dead_codes=int((state.usage < self.dead_threshold).sum()),
             resets=state.resets,  # fixed when the version was derived; replacing the health keeps it
             extra=extra,

@@ -55,6 +55,7 @@ class Worker:
             decay=settings.ema_decay,
             dead_threshold=settings.dead_code_threshold,
             publish_every_docs=settings.publish_every_docs,
+            book=encoder.codebook,
         )
         self._dlq: Producer | None = None
         self.started = time.monotonic()
@@ -151,9 +152,11 @@ class Worker:
             obs = self.codebook.obs
             new = self.codebook.publish()
             if obs is not None:
-                from learner.model.codebook import perplexity
+                from learner.model.codebook_math import grouped_perplexity
 
-                self.metrics.codebook_perplexity.set(float(perplexity(obs.counts)))
+                self.metrics.codebook_perplexity.set(
+                    float(grouped_perplexity(obs.counts, self.codebook.groups))
+                )
             if new is not None:
                 info = self.store.codebook_info(new)
                 self.metrics.codebook_resets.inc(info.health.resets or 0)

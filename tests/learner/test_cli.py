@@ -65,9 +65,14 @@ def test_dry_run_prints_the_trainable_parameter_breakdown(preset: str) -> None:
     # fused [K|V] vs k_proj + v_proj, each A (r, D) and B (kv_dim, r); kv_dim < D with grouped-query attention
     lora = last * 3 * r * d if cfg.lm.arch == "gpt2" else last * 2 * r * (d + cfg.kv_dim)
     assert n["KV-LoRA"] == lora
-    assert n["codebook"] == cfg.codebook_size * d
+    if cfg.code_dim is None:  # raw codebook: C codes of size D
+        book = cfg.codebook_size * d
+    else:  # code space: G·C codes of size d, the map D -> G·d down, per-group maps d -> D (+ bias) up
+        g, cd = cfg.codes_per_vector, cfg.code_dim
+        book = g * cfg.codebook_size * cd + d * g * cd + g * cd * d + g * d
+    assert n["codebook"] == book
     encoders = n.get("encoder LoRA", 0)  # encoder="lm": the encoders' adapters on the base LM
-    assert n["trainable total"] == n["amortization + aggregation"] + lora + cfg.codebook_size * d + encoders
+    assert n["trainable total"] == n["amortization + aggregation"] + lora + book + encoders
     if preset in FROZEN:
         assert n["frozen base LM"] == FROZEN[preset]
 

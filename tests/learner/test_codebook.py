@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learner.model.codebook import (
-    Codebook,
+from learner.model.codebook import Codebook
+from learner.model.codebook_math import (
     EmaKMeansState,
     assignment_stats,
     ema_kmeans_update,

@@ -144,7 +144,7 @@ def test_checkpoint_round_trip_and_crash_recovery(tmp_path: Path) -> None:
 
 
 def test_kmeans_finds_separated_clusters() -> None:
-    from learner.training.warmup import kmeans
+    from learner.model.kmeans import kmeans
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn(50, 3, generator=g) * 0.1 + 5.0

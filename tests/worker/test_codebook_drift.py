@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from learner.inference.encode import DocumentEncoder
-from learner.model.codebook import nearest_codes
+from learner.model.codebook_math import nearest_codes
 from learner.worker.online_codebook import OnlineCodebook
 from memory_store.codec import pack_codes_batch, unpack_codes
 from memory_store.records import DocumentRecord

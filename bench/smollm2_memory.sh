@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The memory-learning chain of issue 19 on one GPU (bench/smollm2_memory.md says how to start it on
+# the H200 and what each run is to show). Everything runs in the background; results land in
+# $RESULTS (metrics.jsonl of every run, eval summaries, one log per run, chain.log).
+#
+# Phase 1, side by side: amortizer pretraining (reconstruct 128-token Reuters chunks) with full
+# memory (the reference gap), the raw codebook, and three code-space quantizers; the closed-book
+# and paragraph baselines trained for their rows and evaluated.
+# Phase 2: QA meta-training from the compressed run with the widest held-out gap (other chunk's
+# memory minus own) and from the full-memory run, half the questions on their own document
+# (oracle), half on the batch; then the oracle and bank rows of both on dev part A.
+#
+# Scale knobs (environment): PRE_MIN, QA_MIN (minutes), PRE_BATCH, QA_BATCH, EVAL_DOCS, PRE_STEPS,
+# QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY.
+set -u
+cd "$(dirname "$0")/.."
+DATA=${DATA:-.data}
+BASE=${BASE:-/tmp/base/SmolLM2-135M-Instruct.Q4_1.gguf}
+RUNS=${RUNS:-/tmp/runs}
+RESULTS=${RESULTS:-/tmp/results}
+PRE_MIN=${PRE_MIN:-8}
+QA_MIN=${QA_MIN:-7}
+PRE_BATCH=${PRE_BATCH:-64}
+QA_BATCH=${QA_BATCH:-64}
+EVAL_DOCS=${EVAL_DOCS:-200}
+PRE_STEPS=${PRE_STEPS:-100000}
+QA_STEPS=${QA_STEPS:-}
+MAX_TEXTS=${MAX_TEXTS:-}
+BASE_EPOCHS=${BASE_EPOCHS:-2}
+EVAL_BATCH=${EVAL_BATCH:-64}
+EVAL_CHUNKS=${EVAL_CHUNKS:-128}
+LOG_EVERY=${LOG_EVERY:-50}
+mkdir -p "$RUNS" "$RESULTS"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+mbc() { python3 -c 'from mbc.cli import main; main()' "$@"; }
+note() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$RESULTS/chain.log"; }
+
+REUTERS=$DATA/reuters21578.jsonl
+[ -f "$REUTERS" ] || { gunzip -c "$REUTERS.gz" > "$RUNS/reuters21578.jsonl" && REUTERS=$RUNS/reuters21578.jsonl; }
+TRAIN=$DATA/squad-v1.1-train-part-1.json
+DEV=$DATA/squad-v1.1-dev-part-a.json
+TEXTS=${MAX_TEXTS:+--max-texts $MAX_TEXTS}
+QA_CAP=${QA_STEPS:+--max-steps $QA_STEPS}
+
+pretrain() {  # name, extra args
+  local name=$1; shift
+  note "start pretrain $name"
+  mbc pretrain-amortizer --preset smollm2-135m --base-lm "$BASE" --data "$REUTERS" --format reuters $TEXTS \
+    --objective reconstruct --doc-tokens 128 --batch-size "$PRE_BATCH" --lr 3e-4 --warmup-steps 30 \
+    --steps "$PRE_STEPS" --log-every "$LOG_EVERY" --eval-chunks "$EVAL_CHUNKS" --max-minutes "$PRE_MIN" --run-dir "$RUNS/$name" \
+    --no-progress "$@" > "$RESULTS/$name.log" 2>&1
+  note "end pretrain $name rc=$?"
+  cp "$RUNS/$name/metrics.jsonl" "$RESULTS/$name.metrics.jsonl" 2>/dev/null
+}
+
+evaluate() {  # run name, memory, bank|oracle
+  local name=$1 memory=$2 bank=$3
+  mbc eval --checkpoint "$RUNS/$name/checkpoints/last" --data "$DEV" --format squad --num-docs "$EVAL_DOCS" \
+    --memory "$memory" --"$bank" --batch-size "$EVAL_BATCH" --bf16 --base-lm "$BASE" --out "$RESULTS/eval-$name" \
+    > "$RESULTS/eval-$name-$memory-$bank.log" 2>&1
+  note "eval $name $memory $bank rc=$?"
+}
+
+baseline() {  # memory: none | paragraph
+  local memory=$1 name=base-$1
+  note "start baseline $name"
+  mbc train --preset smollm2-135m --init pretrained --base-lm "$BASE" --memory "$memory" --train "$TRAIN" \
+    --val "$DEV" --format squad --epochs "$BASE_EPOCHS" --batch-size "$QA_BATCH" --eval-every 100000 \
+    --run-dir "$RUNS/$name" --no-progress $QA_CAP > "$RESULTS/$name.log" 2>&1
+  note "end baseline $name rc=$?"
+  cp "$RUNS/$name/metrics.jsonl" "$RESULTS/$name.metrics.jsonl" 2>/dev/null
+  evaluate "$name" "$memory" bank
+}
+
+qa() {  # name, pretrained run, memory
+  local name=$1 from=$2 memory=$3
+  note "start qa $name from $from"
+  mbc train --preset smollm2-135m --init pretrained --base-lm "$BASE" --memory "$memory" --train "$TRAIN" \
+    --val "$DEV" --format squad --batch-size "$QA_BATCH" --oracle-fraction 0.5 --eval-every 200 \
+    --init-from "$RUNS/$from" --max-minutes "$QA_MIN" --run-dir "$RUNS/$name" --no-progress $QA_CAP \
+    > "$RESULTS/$name.log" 2>&1
+  note "end qa $name rc=$?"
+  cp "$RUNS/$name/metrics.jsonl" "$RESULTS/$name.metrics.jsonl" 2>/dev/null
+  evaluate "$name" "$memory" oracle
+  evaluate "$name" "$memory" bank
+}
+
+note "converting the GGUF once (every run then finds it in \$MBC_CACHE_DIR)"
+python3 -c "import sys; from learner.model.gguf_source import resolve_lm_source; print(resolve_lm_source(sys.argv[1]))" \
+  "$BASE" >> "$RESULTS/chain.log" 2>&1 || { note "cannot convert $BASE"; exit 3; }
+note "phase 1"
+PIDS=()
+pretrain pre-full --memory full & PIDS+=($!)
+pretrain pre-raw --memory compressed --code-dim 0 --codes-per-vector 1 & PIDS+=($!)
+pretrain pre-g4cos --memory compressed --code-dim 32 --codes-per-vector 4 --code-cosine & PIDS+=($!)
+pretrain pre-g4 --memory compressed --code-dim 32 --codes-per-vector 4 --no-code-cosine & PIDS+=($!)
+pretrain pre-g1 --memory compressed --code-dim 32 --codes-per-vector 1 --no-code-cosine & PIDS+=($!)
+baseline none &
+baseline paragraph &
+wait "${PIDS[@]}"
+BEST=$(python3 - "$RUNS" <<'EOF'
+import json, pathlib, sys
+best, gap = "pre-g4", -1e9
+for name in ("pre-raw", "pre-g4cos", "pre-g4", "pre-g1"):
+    path = pathlib.Path(sys.argv[1]) / name / "metrics.jsonl"
+    if not path.exists() or not (pathlib.Path(sys.argv[1]) / name / "checkpoints" / "last").exists():
+        continue
+    last = [json.loads(line) for line in path.read_text().splitlines()][-1]
+    g = last.get("heldout_gap_other_reconstruct", -1e9)
+    print(f"{name}: gap_other {g:.4f}", file=sys.stderr)
+    if g > gap:
+        best, gap = name, g
+print(best)
+EOF
+)
+note "phase 2 from $BEST"
+qa qa-compressed "$BEST" compressed &
+qa qa-full pre-full full &
+wait
+note "done"

@@ -1,0 +1,103 @@
+"""The space codes live in: a context vector (D) becomes G small code-space vectors (d each) and back.
+
+Why (docs/DESIGN.md §1, measured on SmolLM2): about 89 % of a context vector's squared norm is what
+every document shares in that slot, and one massive-activation channel (|value| ~40 against a
+median of 0.65) dominates every L2 distance. A nearest-code search in that raw space spends all
+its codes on the shared part: a healthy codebook (perplexity ~115 of 512) still kept nothing of the
+document (memory gap 0.001 where float vectors reach 0.25). So the codebook does not quantize the
+raw vector. It quantizes
+
+    x = down((z - mean_k) / std_k)  split into G groups of d,  each l2-normalised (cosine codes)
+
+where ``mean_k``/``std_k`` are running per-slot statistics over documents (what all documents
+share, and each channel's spread: the massive channel is scaled down to the others), ``down`` is
+a learned map D -> G·d, and each group has its own codebook of C codes (product quantization:
+G codes per vector, the capacity knob). A stored code (group g, code c) is decoded into a memory
+row of size D by its group's learned map ``up_g`` — the aggregator attends over these K·G rows.
+Every memory row is a function of (group, code) alone, so the exact counts aggregation of
+docs/DESIGN.md §3a stays exact: count per (version, group, code).
+
+The statistics are buffers (in the checkpoint, updated as an EMA by training forwards only, frozen
+for serving); ``down``/``up`` are trained. The codebook versions the worker publishes live in the
+code space; their memory rows are ``rows(vectors)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class CodeSpace(nn.Module):
+    """Context vectors (N, K, D) <-> code-space vectors (N, K, G, d)."""
+
+    slot_mean: Tensor  # (K, D) running mean of the context vectors of each slot
+    slot_var: Tensor  # (K, D) running variance
+    stats_ready: Tensor  # () bool: the statistics have seen data
+
+    def __init__(
+        self,
+        dim: int,
+        slots: int,
+        groups: int,
+        code_dim: int,
+        standardize: bool = True,
+        cosine: bool = True,
+        momentum: float = 0.01,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.dim, self.slots, self.groups, self.code_dim = dim, slots, groups, code_dim
+        self.standardize, self.cosine, self.momentum, self.eps = standardize, cosine, momentum, eps
+        self.register_buffer("slot_mean", torch.zeros(slots, dim))
+        self.register_buffer("slot_var", torch.ones(slots, dim))
+        self.register_buffer("stats_ready", torch.zeros((), dtype=torch.bool))
+        self.down = nn.Linear(dim, groups * code_dim, bias=False)
+        self.up_w = nn.Parameter(torch.empty(groups, code_dim, dim))
+        self.up_b = nn.Parameter(torch.zeros(groups, dim))
+        if self.up_w.device.type != "meta":
+            nn.init.orthogonal_(self.down.weight)  # every group sees independent directions
+            nn.init.normal_(self.up_w, std=1.0 / math.sqrt(code_dim))
+            nn.init.normal_(self.up_b, std=0.02)  # groups distinguishable from the start
+
+    @torch.no_grad()
+    def set_stats(self, z: Tensor) -> None:
+        """Statistics from a sample of context vectors (N, K, D) (k-means initialisation)."""
+        zf = z.detach().float()
+        self.slot_mean.copy_(zf.mean(0))
+        self.slot_var.copy_(zf.var(0, unbiased=False) if zf.shape[0] > 1 else torch.ones_like(zf[0]))
+        self.stats_ready.fill_(True)
+
+    @torch.no_grad()
+    def update_stats(self, z: Tensor) -> None:
+        """EMA of the per-slot mean and variance with a training batch (N, K, D)."""
+        if not bool(self.stats_ready):
+            self.set_stats(z)
+            return
+        zf = z.detach().float()
+        m = self.momentum
+        self.slot_mean.mul_(1 - m).add_(zf.mean(0), alpha=m)
+        self.slot_var.mul_(1 - m).add_(
+            zf.var(0, unbiased=False) if zf.shape[0] > 1 else self.slot_var, alpha=m
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        """(N, K, D) -> (N, K, G, d); unit vectors with ``cosine``."""
+        x = z
+        if self.standardize:  # in float32: bf16 would round the massive channel's document part away
+            x = (z.float() - self.slot_mean) * torch.rsqrt(self.slot_var + self.eps)  # (N, K, D)
+        x = self.down(x).unflatten(-1, (self.groups, self.code_dim))  # (N, K, G, d)
+        return F.normalize(x, dim=-1) if self.cosine else x
+
+    def decode(self, e: Tensor) -> Tensor:
+        """Code-space vectors (..., G, d) -> memory rows (..., G, D)."""
+        return torch.einsum("...gd,gdo->...go", e, self.up_w.to(e.dtype)) + self.up_b.to(e.dtype)
+
+    def rows(self, vectors: Tensor) -> Tensor:
+        """A codebook (G·C, d), group-major -> its memory rows (G·C, D)."""
+        book = vectors.reshape(self.groups, -1, self.code_dim)  # (G, C, d)
+        out = torch.einsum("gcd,gdo->gco", book.float(), self.up_w.float()) + self.up_b.float()[:, None]
+        return out.reshape(-1, self.dim)  # (G·C, D)
