@@ -1,0 +1,107 @@
+"""Curves of one memory-learning lease (bench/smollm2_memory.md): held-out memory gap, own-memory loss and
+codebook perplexity per pretraining step, and the QA rows as bars.
+
+    python bench/plot_memory_runs.py bench/results/smollm2_memory/2026-12-02
+
+writes ``pretraining.png`` and ``qa_rows.png`` into that folder and prints the gate table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+PRETRAIN = {
+    "pre-full": "full memory (float, MAC)",
+    "pre-raw": "raw codebook, 12 codes",
+    "pre-g1": "code space, 1 code/vector (12 codes)",
+    "pre-g4": "code space, 4 codes/vector, no l2 norm",
+    "pre-g4cos": "code space, 4 codes/vector, cosine (48 codes)",
+}
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
+
+
+def plot_pretraining(folder: Path) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    for i, (name, label) in enumerate(PRETRAIN.items()):
+        recs = records(folder / f"{name}.metrics.jsonl")
+        if not recs:
+            continue
+        steps = [r["step"] for r in recs]
+        style = dict(
+            marker="o",
+            markersize=3,
+            label=label,
+            color=f"C{i}",
+            linestyle="--" if name == "pre-full" else "-",
+        )
+        axes[0].plot(steps, [r["heldout_gap_other_reconstruct"] for r in recs], **style)
+        axes[1].plot(steps, [r["heldout_own_loss_reconstruct"] for r in recs], **style)
+        if name != "pre-full":
+            axes[2].plot(steps, [r["heldout_perplexity"] for r in recs], **style)
+    axes[0].set_title("held-out gap: other chunk's memory − own (nats/token)")
+    axes[1].set_title("held-out reconstruction loss with own memory")
+    axes[2].set_title("held-out codebook perplexity (per group, of 512)")
+    axes[2].axhline(128, color="grey", linewidth=0.8)
+    axes[2].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("pretraining step (batch 64 chunks of 128 tokens)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "pretraining.png", dpi=110)
+
+
+def summary(folder: Path, pattern: str) -> dict[str, Any] | None:
+    found = sorted(folder.glob(pattern))
+    return json.loads(found[0].read_text()) if found else None
+
+
+def plot_qa(folder: Path) -> list[tuple[str, float, float, float | None]]:
+    rows = [
+        ("closed book (base-none)", "eval-base-none/none-*_summary.json"),
+        ("paragraph (base-paragraph)", "eval-base-paragraph/paragraph-*_summary.json"),
+        ("oracle compressed", "eval-qa-compressed/compressed-oracle-*_summary.json"),
+        ("bank compressed", "eval-qa-compressed/compressed-counts-*_summary.json"),
+        ("oracle full", "eval-qa-full2/full-oracle-*_summary.json"),
+        ("bank full", "eval-qa-full2/full-counts-*_summary.json"),
+    ]
+    table = []
+    for label, pattern in rows:
+        s = summary(folder, pattern)
+        if s is not None:
+            table.append((label, 100 * s["em"], 100 * s["f1"], s.get("bytes_per_doc")))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.barh([t[0] for t in table], [t[2] for t in table], color="tab:blue")
+    for i, t in enumerate(table):
+        ax.text(t[2] + 0.5, i, f"F1 {t[2]:.1f}", va="center", fontsize=8)
+    ax.set_xlabel("F1 on dev part A (first 200 paragraphs, 1,554 questions, greedy)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(folder / "qa_rows.png", dpi=110)
+    return table
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", type=Path)
+    folder = p.parse_args().folder
+    plot_pretraining(folder)
+    for label, em, f1, b in plot_qa(folder):
+        print(f"{label:28s} EM {em:5.1f}  F1 {f1:5.1f}  bytes/doc {b}")
+
+
+if __name__ == "__main__":
+    main()
