@@ -16,7 +16,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 PRETRAIN = {
     "pre-full": "full memory (float, MAC)",
@@ -24,6 +24,9 @@ PRETRAIN = {
     "pre-g1": "code space, 1 code/vector (12 codes)",
     "pre-g4": "code space, 4 codes/vector, no l2 norm",
     "pre-g4cos": "code space, 4 codes/vector, cosine (48 codes)",
+    "pre-g1cos": "cosine code space, G = 1",
+    "pre-g2cos": "cosine code space, G = 2",
+    "pre-g8cos": "cosine code space, G = 8",
 }
 
 
@@ -75,8 +78,10 @@ def plot_qa(folder: Path) -> list[tuple[str, float, float, float | None]]:
         ("paragraph (base-paragraph)", "eval-base-paragraph/paragraph-*_summary.json"),
         ("oracle compressed", "eval-qa-compressed/compressed-oracle-*_summary.json"),
         ("bank compressed", "eval-qa-compressed/compressed-counts-*_summary.json"),
-        ("oracle full", "eval-qa-full2/full-oracle-*_summary.json"),
-        ("bank full", "eval-qa-full2/full-counts-*_summary.json"),
+        ("oracle compressed (G=4)", "eval-qa-g4cos/compressed-oracle-*_summary.json"),
+        ("bank compressed (G=4)", "eval-qa-g4cos/compressed-counts-*_summary.json"),
+        ("oracle full", "eval-qa-full*/full-oracle-*_summary.json"),
+        ("bank full", "eval-qa-full*/full-counts-*_summary.json"),
     ]
     table = []
     for label, pattern in rows:
@@ -94,6 +99,49 @@ def plot_qa(folder: Path) -> list[tuple[str, float, float, float | None]]:
     return table
 
 
+def plot_curve(folder: Path) -> list[tuple[int, float, float]]:
+    """Bank F1 against bytes per document for every qa-g<G>cos run, closed book and paragraph as lines."""
+    points = []
+    for g in (1, 2, 4, 8):
+        s = summary(folder, f"eval-qa-g{g}cos/compressed-counts-*_summary.json")
+        if s is not None:
+            points.append((g, float(s["bytes_per_doc"]), 100 * float(s["f1"])))
+    if not points:
+        return points
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(
+        [p[1] for p in points], [p[2] for p in points], marker="o", label="bank compressed (G codes/vector)"
+    )
+    for g, b, f1 in points:
+        ax.annotate(f"G={g}", (b, f1), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    full = summary(folder, "eval-qa-full*/full-counts-*_summary.json")
+    if full is not None:
+        ax.scatter(
+            [full["bytes_per_doc"]], [100 * full["f1"]], marker="s", color="black", label="bank full (floats)"
+        )
+    for pattern, label, color in (
+        ("eval-base-none/none-*_summary.json", "closed book", "tab:red"),
+        ("eval-base-paragraph/paragraph-*_summary.json", "gold paragraph in the prompt", "tab:green"),
+    ):
+        s = summary(folder, pattern)
+        if s is not None:
+            ax.axhline(
+                100 * s["f1"],
+                color=color,
+                linestyle="--",
+                linewidth=1,
+                label=f"{label} ({100 * s['f1']:.1f})",
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per document (log)")
+    ax.set_ylabel("F1, dev part A (200 paragraphs)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "bytes_quality.png", dpi=110)
+    return points
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", type=Path)
@@ -101,6 +149,8 @@ def main() -> None:
     plot_pretraining(folder)
     for label, em, f1, b in plot_qa(folder):
         print(f"{label:28s} EM {em:5.1f}  F1 {f1:5.1f}  bytes/doc {b}")
+    for g, b, f1 in plot_curve(folder):
+        print(f"bank compressed G={g}: {b:.0f} bytes/doc, F1 {f1:.1f}")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@
 # $RESULTS (metrics.jsonl of every run, eval summaries, one log per run, chain.log).
 #
 # Phase 1, side by side: amortizer pretraining (reconstruct 128-token Reuters chunks) with full
-# memory (the reference gap), the raw codebook, and three code-space quantizers; the closed-book
-# and paragraph baselines trained for their rows and evaluated.
-# Phase 2: QA meta-training from the compressed run with the widest held-out gap (other chunk's
-# memory minus own) and from the full-memory run, half the questions on their own document
-# (oracle), half on the batch; then the oracle and bank rows of both on dev part A.
+# memory (the reference gap) and the cosine code space with G = 1, 2, 4, 8 codes per vector (the
+# bytes-quality curve); the closed-book baseline trained for its row and evaluated. The paragraph
+# baseline (F1 55.7 on 2026-12-02) needs 55 GB beside the others: PARAGRAPH=1 adds it.
+# (2026-12-02 ran the raw codebook and the code space without l2 norm too: both kept far less.)
+# Phase 2: QA meta-training from each pretraining run, half the questions on their own document
+# (oracle), half on the batch; then the oracle and bank rows of each on dev part A: the curve of
+# bank F1 against bytes per document (bench/plot_memory_runs.py draws it).
 #
 # Scale knobs (environment): PRE_MIN, QA_MIN (minutes), PRE_BATCH, QA_BATCH, EVAL_DOCS, PRE_STEPS,
 # QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY.
@@ -18,10 +20,10 @@ DATA=${DATA:-.data}
 BASE=${BASE:-/tmp/base/SmolLM2-135M-Instruct.Q4_1.gguf}
 RUNS=${RUNS:-/tmp/runs}
 RESULTS=${RESULTS:-/tmp/results}
-PRE_MIN=${PRE_MIN:-8}
-QA_MIN=${QA_MIN:-7}
+PRE_MIN=${PRE_MIN:-7}
+QA_MIN=${QA_MIN:-9}
 PRE_BATCH=${PRE_BATCH:-64}
-QA_BATCH=${QA_BATCH:-64}
+QA_BATCH=${QA_BATCH:-48}
 EVAL_DOCS=${EVAL_DOCS:-200}
 PRE_STEPS=${PRE_STEPS:-100000}
 QA_STEPS=${QA_STEPS:-}
@@ -31,7 +33,7 @@ EVAL_BATCH=${EVAL_BATCH:-64}
 EVAL_CHUNKS=${EVAL_CHUNKS:-128}
 LOG_EVERY=${LOG_EVERY:-50}
 mkdir -p "$RUNS" "$RESULTS"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 mbc() { python3 -c 'from mbc.cli import main; main()' "$@"; }
 note() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$RESULTS/chain.log"; }
 
@@ -91,30 +93,14 @@ python3 -c "import sys; from learner.model.gguf_source import resolve_lm_source;
 note "phase 1"
 PIDS=()
 pretrain pre-full --memory full & PIDS+=($!)
-pretrain pre-raw --memory compressed --code-dim 0 --codes-per-vector 1 & PIDS+=($!)
-pretrain pre-g4cos --memory compressed --code-dim 32 --codes-per-vector 4 --code-cosine & PIDS+=($!)
-pretrain pre-g4 --memory compressed --code-dim 32 --codes-per-vector 4 --no-code-cosine & PIDS+=($!)
-pretrain pre-g1 --memory compressed --code-dim 32 --codes-per-vector 1 --no-code-cosine & PIDS+=($!)
+for G in 1 2 4 8; do
+  pretrain pre-g${G}cos --memory compressed --code-dim 32 --codes-per-vector $G --code-cosine & PIDS+=($!)
+done
 baseline none &
-baseline paragraph &
+[ "${PARAGRAPH:-0}" = 1 ] && baseline paragraph &
 wait "${PIDS[@]}"
-BEST=$(python3 - "$RUNS" <<'EOF'
-import json, pathlib, sys
-best, gap = "pre-g4", -1e9
-for name in ("pre-raw", "pre-g4cos", "pre-g4", "pre-g1"):
-    path = pathlib.Path(sys.argv[1]) / name / "metrics.jsonl"
-    if not path.exists() or not (pathlib.Path(sys.argv[1]) / name / "checkpoints" / "last").exists():
-        continue
-    last = [json.loads(line) for line in path.read_text().splitlines()][-1]
-    g = last.get("heldout_gap_other_reconstruct", -1e9)
-    print(f"{name}: gap_other {g:.4f}", file=sys.stderr)
-    if g > gap:
-        best, gap = name, g
-print(best)
-EOF
-)
-note "phase 2 from $BEST"
-qa qa-compressed "$BEST" compressed &
+note "phase 2"
+for G in 1 2 4 8; do qa qa-g${G}cos pre-g${G}cos compressed & done
 qa qa-full pre-full full &
 wait
 note "done"
