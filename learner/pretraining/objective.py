@@ -5,7 +5,7 @@ Why: trained on QA alone, the amortizer's K vectors carried almost nothing (the 
 chunk is amortized into K context vectors (through the codebook's straight-through quantization
 with ``memory="compressed"``, as MBC stores codes; the floats with ``"full"``), and the frozen
 base LM with its KV-LoRA, reading *only* the prefix those vectors give, reconstructs the chunk
-and/or continues it under teacher forcing (:mod:`learner.training.pretrain_batches`).
+and/or continues it under teacher forcing (:mod:`learner.pretraining.batches`).
 
 The prefix goes through the model's own aggregation path, exactly as :meth:`MBCModel.prefix`
 builds it at QA time: the question encoder reads a fixed query per task, the cross-attention
@@ -36,7 +36,7 @@ from learner.errors import ConfigValueError
 from learner.model.codebook_math import code_histogram, grouped_perplexity
 from learner.model.mbc import MBCModel
 from learner.model.memory import Memory
-from learner.training.pretrain_batches import CONTINUE, OBJECTIVES, RECONSTRUCT, Objective, PretrainBatch
+from learner.pretraining.batches import CONTINUE, OBJECTIVES, RECONSTRUCT, Objective, PretrainBatch
 
 MemorySource = Literal["own", "zero", "shuffled"]
 

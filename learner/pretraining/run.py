@@ -2,8 +2,8 @@
 
 A run lives in ``--run-dir``: ``metrics.jsonl`` (one record per ``log_every`` steps: training
 means since the last record and the held-out memory gap of
-:func:`learner.training.amortizer_pretrain.memory_gap`) and ``checkpoints/last`` in the format
-`mbc train` reads (:mod:`learner.training.checkpoint`; ``init`` "pretrained", trainable weights
+:func:`learner.pretraining.objective.memory_gap`) and ``checkpoints/last`` in the format
+`mbc train` reads (:mod:`learner.checkpoint`; ``init`` "pretrained", trainable weights
 only, the base LM's source and identity). ``mbc train --init-from <run-dir>`` starts
 meta-training from it (:mod:`learner.training.init_from`).
 
@@ -31,15 +31,7 @@ import torch
 from tqdm import tqdm
 
 from infra.logging import get_logger
-from learner.data.types import QADataset
-from learner.errors import CheckpointError, ConfigValueError
-from learner.model.build import arch_configs
-from learner.model.config import ModelConfig, TrainConfig
-from learner.model.gguf_source import identity_of
-from learner.model.mbc import MBCModel
-from learner.model.precision import place_model
-from learner.training.amortizer_pretrain import PretrainConfig, memory_gap, pretrain_loss
-from learner.training.checkpoint import (
+from learner.checkpoint import (
     CheckpointMeta,
     load_checkpoint,
     load_training_state,
@@ -47,9 +39,14 @@ from learner.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from learner.training.deadline import Deadline
-from learner.training.init import build_for_training
-from learner.training.pretrain_batches import (
+from learner.data.types import QADataset
+from learner.errors import CheckpointError, ConfigValueError
+from learner.model.build import arch_configs
+from learner.model.config import ModelConfig, TrainConfig
+from learner.model.gguf_source import identity_of
+from learner.model.mbc import MBCModel
+from learner.model.precision import place_model
+from learner.pretraining.batches import (
     Chunk,
     PretrainBatch,
     chunk_texts,
@@ -57,9 +54,12 @@ from learner.training.pretrain_batches import (
     query_batch,
     start_id,
 )
+from learner.pretraining.objective import PretrainConfig, memory_gap, pretrain_loss
+from learner.training.deadline import Deadline
+from learner.training.init import build_for_training
 from learner.training.spec import RunSpec, seed_everything, warmup_then_constant
 
-log = get_logger("learner.training.pretrain_run")
+log = get_logger("learner.pretraining.run")
 
 
 @dataclass
