@@ -225,8 +225,9 @@ class AmortizerPretrainer:
 
     # -- the loop ------------------------------------------------------------------------------------
 
-    def step(self) -> dict[str, float]:
-        """One optimizer step; returns its training numbers."""
+    def step(self) -> dict[str, torch.Tensor]:
+        """One optimizer step; returns its training sums as device tensors (no host sync per step: the
+        GPU keeps a queue of work while Python prepares the next batch)."""
         batch = self._batch(self._next_chunks())
         with self._autocast():
             out = pretrain_loss(self.model, batch, self.q_ids, self.q_mask, self.cfg.memory)
@@ -236,8 +237,9 @@ class AmortizerPretrainer:
         self.optimizer.step()
         self.scheduler.step()
         self.state.step += 1
-        numbers = {f"train_loss_{k}": v for k, v in out.task_loss.items()}
-        numbers |= {f"train_acc_{k}": v for k, v in out.task_acc.items()}
+        numbers: dict[str, torch.Tensor] = {}
+        for name, t in out.tasks.items():
+            numbers |= {f"ce_{name}": t.ce, f"correct_{name}": t.correct, f"tokens_{name}": t.tokens}
         return numbers | {"vq_loss": out.vq_loss, "perplexity": out.perplexity}
 
     def run(self, max_minutes: float | None = None) -> PretrainResult:
@@ -245,7 +247,7 @@ class AmortizerPretrainer:
         cfg, st = self.cfg, self.state
         self.deadline = Deadline(max_minutes)
         self.model.train()
-        window: list[dict[str, float]] = []
+        window: list[dict[str, torch.Tensor]] = []
         last: dict[str, Any] = {}
         took: list[float] = []
         bar = tqdm(total=cfg.steps, initial=st.step, desc="amortizer pretraining", disable=not self.progress)
@@ -268,9 +270,13 @@ class AmortizerPretrainer:
         self.save()
         return PretrainResult(st, self.run_dir, last, float(np.mean(took)) if took else math.nan)
 
-    def _record(self, window: list[dict[str, float]], seconds: list[float]) -> dict[str, Any]:
-        keys = sorted({k for w in window for k in w})
-        means = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
+    def _record(self, window: list[dict[str, torch.Tensor]], seconds: list[float]) -> dict[str, Any]:
+        total = {k: float(torch.stack([w[k].float() for w in window]).sum()) for k in window[0]}
+        means: dict[str, float] = {k: total[k] / len(window) for k in ("vq_loss", "perplexity")}
+        for name in sorted(k[len("tokens_") :] for k in total if k.startswith("tokens_")):
+            if total[f"tokens_{name}"] > 0:
+                means[f"train_loss_{name}"] = total[f"ce_{name}"] / total[f"tokens_{name}"]
+                means[f"train_acc_{name}"] = total[f"correct_{name}"] / total[f"tokens_{name}"]
         record: dict[str, Any] = {"split": "pretrain", "step": self.state.step, "epoch": self.state.epoch}
         record |= means | {"lr": self.scheduler.get_last_lr()[0], "seconds_per_step": float(np.mean(seconds))}
         record |= {f"heldout_{k}": v for k, v in self.evaluate().items()}

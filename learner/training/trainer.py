@@ -263,7 +263,7 @@ class Trainer:
         with path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def _micro_step(self, idx: np.ndarray, sync: bool) -> tuple[float, float, float]:
+    def _micro_step(self, idx: np.ndarray, sync: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Forward and backward of one micro-batch; ``sync`` on the last one of an optimizer step.
 
         Before that, DDP's gradient all-reduce is skipped (``no_sync``): gradients accumulate
@@ -278,7 +278,7 @@ class Trainer:
                 out = self.model(batch.to(self.acc.device), n_grad=n_grad)
             self.acc.backward(out.loss / tcfg.grad_accum)
         self.state.examples += n_grad * self.acc.num_processes  # micro-batches are equal in size
-        return float(out.qa_loss), float(out.vq_loss), float(out.perplexity)
+        return out.qa_loss, out.vq_loss, out.perplexity  # device tensors: no host sync per micro-batch
 
     def _optimizer_step(self) -> None:
         self.acc.clip_grad_norm_(self.params, self.spec.train.grad_clip)
@@ -291,11 +291,16 @@ class Trainer:
     def _update_codebook(self) -> None:
         update_codebook(self.mbc_model.codebook, self.acc.num_processes)
 
-    def _train_means(self, losses: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    def _train_means(
+        self, losses: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> tuple[float, float, float]:
         """Mean QA loss, VQ loss and perplexity of the epoch's micro-batches on all processes
         (every process ran as many micro-batches)."""
-        local = [float(np.mean(c)) for c in zip(*losses, strict=True)] if losses else [0.0, 0.0, 0.0]
-        t = torch.tensor(local, dtype=torch.float64, device=self.acc.device)
+        if losses:
+            t = torch.stack([torch.stack(c).double().mean() for c in zip(*losses, strict=True)])
+        else:
+            t = torch.zeros(3, dtype=torch.float64)
+        t = t.to(self.acc.device)
         qa, vq, ppl = (float(x) for x in self.acc.reduce(t, reduction="mean").tolist())
         return qa, vq, ppl
 
