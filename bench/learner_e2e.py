@@ -55,10 +55,10 @@ def make_texts(n: int, words_per_doc: int, seed: int = 0) -> list[str]:
 def build_checkpoint(preset_name: str, texts: list[str], out: Path) -> None:
     import torch
 
+    from learner.checkpoint import CheckpointMeta, save_checkpoint
     from learner.model.build import arch_configs, build_model
     from learner.model.config import get_preset
     from learner.text.tokenizers import Tokenizers, train_tokenizer
-    from learner.training.checkpoint import CheckpointMeta, save_checkpoint
 
     torch.manual_seed(0)
     preset = get_preset(preset_name)

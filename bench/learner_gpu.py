@@ -142,7 +142,7 @@ def bench_aggregation(model: Any, args: argparse.Namespace) -> list[dict[str, An
     attention over ~10^7 keys was seen), so nothing runs on the GPU after it.
     """
     cfg = model.config
-    k, c = cfg.num_tokens, cfg.codebook_size
+    k, c = cfg.num_vectors, cfg.codebook_size
     books = {1: model.codebook.vectors.detach().float()}
     gen = torch.Generator().manual_seed(0)
     q_ids = torch.randint(3, 1000, (1, 32), device="cuda")

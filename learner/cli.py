@@ -15,8 +15,8 @@ import typer
 
 from infra.settings import load_settings
 from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, code_space_of, with_code_space
+from learner.pretraining.cli import pretrain_amortizer
 from learner.settings import LearnerSettings
-from learner.training.cli_pretrain import pretrain_amortizer
 
 PRESET_HELP = "Model preset: tiny, distilgpt2, gpt2-large, gpt2-xl, llama2-7b, smollm2-135m."
 FORMAT_HELP = (
@@ -243,7 +243,7 @@ def train(
     )
     mcfg = with_code_space(p.model, codes_per_vector, code_dim, code_cosine)
     if init_from is not None and not resume:
-        from learner.training.checkpoint import read_meta, resolve_checkpoint
+        from learner.checkpoint import read_meta, resolve_checkpoint
 
         mcfg = code_space_of(read_meta(resolve_checkpoint(init_from, "last")).model, mcfg)
     if codebook_update is not None:
@@ -260,7 +260,7 @@ def train(
     from learner.data import load_dataset
     from learner.model.build import param_breakdown
     from learner.training.spec import RunSpec
-    from learner.training.trainer import Trainer, _unwrap
+    from learner.training.trainer import Trainer
 
     train_ds = load_dataset(train_data, data_format, documents)
     val_ds = load_dataset(val_data, data_format, val_documents)
@@ -278,7 +278,7 @@ def train(
     )
     trainer = Trainer(spec, train_ds, val_ds, resume=resume, progress=progress)
     main = trainer.acc.is_main_process  # several processes: one report
-    model = _unwrap(trainer.acc.unwrap_model(trainer.model))
+    model = trainer.mbc_model
     if main:
         typer.echo(_format_breakdown(f"{preset} ({init})", param_breakdown(model).rows()))
     result = trainer.run(max_steps=max_steps, max_minutes=max_minutes)
@@ -340,10 +340,10 @@ def evaluate(
     """Online adaptation: store the test documents in a bank, answer every question, report EM/F1, bytes, ms."""
     import torch
 
+    from learner.checkpoint import load_checkpoint
     from learner.data import load_dataset
     from learner.errors import ConfigValueError
     from learner.eval.online import DecodeConfig, online_eval, write_report
-    from learner.training.checkpoint import load_checkpoint
 
     settings = _setup()
     if memory not in ("compressed", "full", "none", "paragraph") or aggregation not in ("counts", "naive"):

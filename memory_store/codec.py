@@ -35,6 +35,20 @@ _CODEBOOK_HEADER = struct.Struct("<4sHIIB3x")
 _DTYPES: dict[int, np.dtype[np.floating]] = {1: np.dtype("<f4"), 2: np.dtype("<f2")}
 
 
+def count_rows(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """THE counting rule of stored codes (docs/DESIGN.md §3a), used by the store's count tables and the
+    learner's in-memory banks alike: the distinct rows of ``keys`` (M, m) — e.g. (version, code) per
+    stored code — sorted by column 0, then 1, ..., each with how often it occurs -> (R, m + 1) int64."""
+    keys = np.asarray(keys, dtype=np.int64)
+    if keys.shape[0] == 0:
+        return np.zeros((0, keys.shape[1] + 1), dtype=np.int64)
+    order = np.lexsort(keys.T[::-1])  # sort by column 0, then 1, ... (np.unique(axis=0), faster)
+    ordered = keys[order]
+    starts = np.flatnonzero(np.r_[True, (ordered[1:] != ordered[:-1]).any(axis=1)])
+    counts = np.diff(np.r_[starts, len(ordered)])
+    return np.column_stack([ordered[starts], counts]).astype(np.int64)
+
+
 class CodecError(ValueError):
     """Bytes or arrays that do not fit the documented format."""
 

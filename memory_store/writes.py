@@ -172,17 +172,7 @@ def count_deltas(
         ],
         axis=1,
     )  # (sum K, 4)
-    daily, n_daily = _unique_rows(keys)
-    total, n_total = _unique_rows(keys[:, 2:])
-    return np.column_stack([daily, n_daily]), np.column_stack([total, n_total])
-
-
-def _unique_rows(keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Sorted unique rows of ``keys`` (N, m) and how often each occurs (np.unique(axis=0), faster)."""
-    order = np.lexsort(keys.T[::-1])  # sort by column 0, then 1, ...
-    ordered = keys[order]
-    starts = np.flatnonzero(np.r_[True, (ordered[1:] != ordered[:-1]).any(axis=1)])
-    return ordered[starts], np.diff(np.r_[starts, len(ordered)])
+    return codec.count_rows(keys), codec.count_rows(keys[:, 2:])
 
 
 def add_counts(conn: Connection, daily: npt.NDArray[np.int64], total: npt.NDArray[np.int64]) -> None:

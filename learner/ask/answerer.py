@@ -12,11 +12,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from learner.checkpoint import load_checkpoint
 from learner.inference.answer import DecodeConfig, answer_questions
 from learner.inference.device import pick_device, sync
 from learner.model.memory import Aggregation, Memory, memory_from_counts, memory_naive
 from learner.text.batching import TextBatcher
-from learner.training.checkpoint import load_checkpoint
 from memory_store.store import MemoryStore
 
 

@@ -57,7 +57,7 @@ class Bank:
 
     mode: str
     num_docs: int
-    num_tokens: int  # codes stored per document: K·G
+    stored_codes: int  # codes stored per document: K·G
     num_codes: int  # rows of the codebook they index: G·C
     blobs: list[bytes] = field(default_factory=list)  # compressed: packed codes per document
     versions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,)
@@ -80,7 +80,7 @@ class Bank:
 
     def codes(self) -> np.ndarray:
         """Unpack the stored blobs -> (N, K·G) code indices."""
-        return unpack_codes_batch(self.blobs, self.num_tokens, self.num_codes)
+        return unpack_codes_batch(self.blobs, self.stored_codes, self.num_codes)
 
 
 @torch.no_grad()
@@ -133,7 +133,7 @@ def oracle_memory(bank: Bank, doc_index: Sequence[int]) -> Memory:
         assert bank.vectors is not None
         return Memory(bank.vectors[idx])  # (Q, K, D)
     per_doc = memory_naive(bank.codes(), bank.versions, bank.rows).vectors  # (N·R, D)
-    return Memory(per_doc.view(bank.num_docs, bank.num_tokens, -1)[idx])  # (Q, R, D)
+    return Memory(per_doc.view(bank.num_docs, bank.stored_codes, -1)[idx])  # (Q, R, D)
 
 
 @dataclass
@@ -227,7 +227,7 @@ def online_eval(
         "bank_bytes": bank.bank_bytes,
         "codebook_bytes": bank.codebook_bytes,
         "bytes_per_doc": bank.bank_bytes / n_docs if n_docs else 0.0,
-        "full_memory_bytes_per_doc": model.config.num_tokens * d * 4,
+        "full_memory_bytes_per_doc": model.config.num_vectors * d * 4,
         "adaptation_ms_per_doc": 1000.0 * adapt_t[0] / n_docs if n_docs else 0.0,
         "inference_ms_per_query": 1000.0 * infer_t[0] / n_q if n_q else 0.0,
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
@@ -239,7 +239,7 @@ def online_eval(
         "preset": preset or model.config.preset,
         "device": str(device),
         "distinct_codes": len(count_codes(bank.codes(), bank.versions)) if memory == "compressed" else None,
-        "num_tokens": model.config.num_tokens,
+        "num_vectors": model.config.num_vectors,
         "codes_per_vector": model.config.codes_per_vector,
         "stored_codes_per_doc": model.config.stored_codes,
         "codebook_size": model.config.codebook_size,

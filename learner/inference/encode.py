@@ -95,8 +95,8 @@ class DocumentEncoder:
         ``autocast`` (fp32 weights under bf16 autocast on CUDA: the slow path, kept for comparison).
         ``compile``: ``torch.compile`` the amortizer (GPU; the first batches of a shape compile).
         """
+        from learner.checkpoint import load_checkpoint, resolve_checkpoint
         from learner.model.fast_attention import inference_amortizer
-        from learner.training.checkpoint import load_checkpoint, resolve_checkpoint
 
         dev = pick_device(device)
         model, tokenizers, _meta = load_checkpoint(resolve_checkpoint(checkpoint), dev)
@@ -131,7 +131,7 @@ class DocumentEncoder:
 
     @property
     def k(self) -> int:
-        return int(self.model.config.num_tokens)
+        return int(self.model.config.num_vectors)
 
     @property
     def dim(self) -> int:

@@ -88,15 +88,15 @@ def assemble(
     train_memory: TrainMemoryMode = "compressed",
 ) -> MBCModel:
     d = lm_model.config.hidden_size
-    amortizer = PromptedT5(amort_t5, cfg.num_tokens, d)
-    question = PromptedT5(question_t5, cfg.num_tokens, d)
+    amortizer = PromptedT5(amort_t5, cfg.num_vectors, d)
+    question = PromptedT5(question_t5, cfg.num_vectors, d)
     return MBCModel(cfg, amortizer, question, BaseLM(lm_model, cfg.lm.arch), train_memory)
 
 
 def assemble_on_lm(cfg: ModelConfig, lm_model: Any, train_memory: TrainMemoryMode = "compressed") -> MBCModel:
     """``encoder="lm"``: both encoders are named LoRA adapters + summary tokens on ``lm_model``."""
     d = lm_model.config.hidden_size
-    r, alpha, k, h = cfg.encoder_lora_r, cfg.encoder_lora_alpha, cfg.num_tokens, cfg.encoder_mlp_hidden
+    r, alpha, k, h = cfg.encoder_lora_r, cfg.encoder_lora_alpha, cfg.num_vectors, cfg.encoder_mlp_hidden
     amortizer = SummaryTokenEncoder(lm_model, "amort", k, d, r, alpha, h)
     question = SummaryTokenEncoder(lm_model, "question", k, d, r, alpha, h)
     return MBCModel(cfg, amortizer, question, BaseLM(lm_model, cfg.lm.arch), train_memory)

@@ -76,7 +76,7 @@ class ModelConfig:
     amort: T5Spec = field(default_factory=T5Spec)
     question: T5Spec = field(default_factory=T5Spec)
     lm: LMSpec = field(default_factory=LMSpec)
-    num_tokens: int = 12  # K: context vectors per document
+    num_vectors: int = 12  # K: context vectors per document
     prefix_len: int = 2  # P: prefix positions per base-LM layer
     codebook_size: int = 512  # C
     commitment: float = 0.25  # beta
@@ -110,7 +110,7 @@ class ModelConfig:
     @property
     def stored_codes(self) -> int:
         """Code indices stored per document: K·G."""
-        return self.num_tokens * self.codes_per_vector
+        return self.num_vectors * self.codes_per_vector
 
     @property
     def stored_codebook_size(self) -> int:
@@ -125,7 +125,7 @@ class ModelConfig:
     def validate(self) -> ModelConfig:
         """Raise :class:`ConfigValueError` for inconsistent values; return self."""
         checks = [
-            (self.num_tokens >= 1, "num_tokens must be >= 1"),
+            (self.num_vectors >= 1, "num_vectors must be >= 1"),
             (self.prefix_len >= 1, "prefix_len must be >= 1"),
             (2 <= self.codebook_size <= 65536, "codebook_size must be in [2, 65536]"),
             (self.codes_per_vector >= 1, "codes_per_vector must be >= 1"),
@@ -226,7 +226,7 @@ PRESETS: dict[str, Preset] = {
             amort=T5Spec("t5-tiny", 64, 128, 16, 2, 1, 4, vocab_size=1024, dropout=0.0),
             question=T5Spec("t5-tiny", 64, 128, 16, 2, 1, 4, vocab_size=1024, dropout=0.0),
             lm=LMSpec("gpt2-tiny", "gpt2", 64, 2, 4, None, 256, 128, 1024, dropout=0.0),
-            num_tokens=2,
+            num_vectors=2,
             codebook_update="ema",
             agg_blocks=2,
             agg_heads=4,
@@ -262,7 +262,7 @@ PRESETS: dict[str, Preset] = {
             amort=_T5_SMALL,
             question=_T5_SMALL,
             lm=LMSpec("distilgpt2", "gpt2", 768, 6, 12, None, 3072, 1024, 50257),
-            num_tokens=12,
+            num_vectors=12,
             lora_r=16,
             lora_alpha=32,
             lora_last_n=6,
@@ -276,7 +276,7 @@ PRESETS: dict[str, Preset] = {
             amort=_T5_BASE,
             question=_T5_BASE,
             lm=LMSpec("gpt2-large", "gpt2", 1280, 36, 20, None, 5120, 1024, 50257),
-            num_tokens=24,
+            num_vectors=24,
             lora_r=32,
             lora_alpha=64,
             lora_last_n=16,
@@ -290,7 +290,7 @@ PRESETS: dict[str, Preset] = {
             amort=_T5_LARGE,
             question=_T5_BASE,
             lm=LMSpec("gpt2-xl", "gpt2", 1600, 48, 25, None, 6400, 1024, 50257),
-            num_tokens=24,
+            num_vectors=24,
             lora_r=32,
             lora_alpha=64,
             lora_last_n=16,
@@ -306,7 +306,7 @@ PRESETS: dict[str, Preset] = {
             lm=LMSpec(
                 "meta-llama/Llama-2-7b-hf", "llama", 4096, 32, 32, 32, 11008, 4096, 32000, quantization="nf4"
             ),
-            num_tokens=24,
+            num_vectors=24,
             lora_r=32,
             lora_alpha=64,
             lora_last_n=16,
@@ -320,7 +320,7 @@ PRESETS: dict[str, Preset] = {
             lm=LMSpec(
                 SMOLLM2_SOURCE, "llama", 576, 30, 9, 3, 1536, 8192, 49152, dropout=0.0, tie_embeddings=True
             ),
-            num_tokens=12,
+            num_vectors=12,
             prefix_len=2,
             codebook_update="ema",
             codes_per_vector=4,
@@ -369,9 +369,13 @@ def config_to_dict(cfg: ModelConfig | TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+LEGACY_MODEL_KEYS = {"num_tokens": "num_vectors"}  # checkpoints written before the glossary's names
+
+
 def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Inverse of :func:`config_to_dict` for :class:`ModelConfig` (unknown keys are an error)."""
-    data = dict(data)
+    """Inverse of :func:`config_to_dict` for :class:`ModelConfig` (unknown keys are an error; the old
+    names of :data:`LEGACY_MODEL_KEYS` are read as their new ones)."""
+    data = {LEGACY_MODEL_KEYS.get(k, k): v for k, v in data.items()}
     amort = T5Spec(**data.pop("amort"))
     question = T5Spec(**data.pop("question"))
     lm = LMSpec(**data.pop("lm"))

@@ -4,7 +4,7 @@ No pretrained T5 is installable here, so the ``smollm2-135m`` preset reads docum
 with SmolLM2 itself: the text's token embeddings, then K learnable *summary* embeddings appended
 right after its last real token; the base LM runs causally with this network's own LoRA adapter
 (:mod:`learner.model.adapters`); the last layer's hidden states at the K summary positions go
-through the per-token MLPs of :class:`learner.model.amortization.TokenwiseMLP` into K vectors of
+through the per-token MLPs of :class:`learner.model.positionwise.PositionwiseMLP` into K vectors of
 size D. Same call signature as :class:`learner.model.amortization.PromptedT5`:
 ``(ids (N, T), mask (N, T)) -> (N, K, D)``.
 
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from learner.model.adapters import add_encoder_adapter, using_adapter
-from learner.model.amortization import TokenwiseMLP
+from learner.model.positionwise import PositionwiseMLP
 
 
 class SummaryTokenEncoder(nn.Module):
@@ -31,7 +31,7 @@ class SummaryTokenEncoder(nn.Module):
         self,
         lm: Any,  # a transformers causal LM shared with the answering side
         adapter: str,
-        num_tokens: int,
+        num_vectors: int,
         out_dim: int,
         lora_r: int,
         lora_alpha: int,
@@ -40,14 +40,14 @@ class SummaryTokenEncoder(nn.Module):
         super().__init__()
         self._shared = (lm,)  # a tuple: not a registered submodule (see module docstring)
         self.adapter = adapter
-        self.num_tokens = num_tokens
+        self.num_vectors = num_vectors
         hidden = lm.config.hidden_size
         emb = lm.get_input_embeddings().weight
-        self.summary = nn.Parameter(torch.empty(1, num_tokens, hidden))  # (1, K, d)
+        self.summary = nn.Parameter(torch.empty(1, num_vectors, hidden))  # (1, K, d)
         if self.summary.device.type != "meta":
             std = float(emb.detach().float().std()) if emb.device.type != "meta" else 0.02
             nn.init.normal_(self.summary, std=std)
-        self.heads = TokenwiseMLP(num_tokens, hidden, out_dim, mlp_hidden)
+        self.heads = PositionwiseMLP(num_vectors, hidden, out_dim, mlp_hidden)
         add_encoder_adapter(lm, adapter, lora_r, lora_alpha)
 
     @property
@@ -56,7 +56,7 @@ class SummaryTokenEncoder(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """(B, T) right-padded ids and mask -> (B, K, out_dim)."""
-        b, k = input_ids.shape[0], self.num_tokens
+        b, k = input_ids.shape[0], self.num_vectors
         embeds = self.lm.get_input_embeddings()(input_ids)  # (B, T, d)
         summary = self.summary.to(embeds.dtype).expand(b, -1, -1)  # (B, K, d)
         x = torch.cat([embeds, summary], dim=1)  # (B, T+K, d): pads sit between text and summary

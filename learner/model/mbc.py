@@ -81,7 +81,7 @@ class MBCModel(nn.Module):
         if config.code_dim is not None:
             space = CodeSpace(
                 d,
-                config.num_tokens,
+                config.num_vectors,
                 config.codes_per_vector,
                 config.code_dim,
                 config.code_standardize,
@@ -100,7 +100,7 @@ class MBCModel(nn.Module):
             question_encoder, d, config.agg_blocks, config.agg_heads, config.agg_head_dim
         )
         self.expander = PrefixExpander(
-            config.num_tokens,
+            config.num_vectors,
             d,
             lm.num_layers,
             lm.num_kv_heads,

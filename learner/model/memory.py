@@ -22,6 +22,8 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from memory_store.codec import count_rows
+
 # How a memory is built from stored codes: counts per (version, code), exact (docs/DESIGN.md §3a),
 # or every stored code (the naive path: O(bank), for tests and benchmarks).
 Aggregation = Literal["counts", "naive"]
@@ -54,10 +56,7 @@ def count_codes(codes: npt.ArrayLike, versions: npt.ArrayLike) -> npt.NDArray[np
     if c.ndim != 2 or v.shape != (c.shape[0],):
         raise ValueError(f"expected codes (N, K) and versions (N,), got {c.shape} and {v.shape}")
     pairs = np.stack([np.repeat(v, c.shape[1]), c.reshape(-1)], axis=1)  # (N*K, 2)
-    if pairs.size == 0:
-        return np.zeros((0, 3), dtype=np.int64)
-    uniq, counts = np.unique(pairs, axis=0, return_counts=True)
-    return np.concatenate([uniq, counts[:, None]], axis=1).astype(np.int64)
+    return count_rows(pairs)  # the store's rule (memory_store.codec)
 
 
 def _codebook(codebooks: Mapping[int, Tensor], version: int) -> Tensor:

@@ -18,25 +18,29 @@ position p.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
+
+from learner.model.positionwise import PositionwiseMLP
 
 Prefix = tuple[tuple[Tensor, Tensor], ...]  # per layer: (keys, values), each (B, H, P, hd)
 
 
-def source_index(num_vectors: int, num_tokens: int) -> Tensor:
-    """Which input vector feeds each of the ``num_tokens`` actual tokens -> (N,) int64."""
-    repeat, extra = divmod(num_tokens, num_vectors)
+def source_index(num_vectors: int, prefix_tokens: int) -> Tensor:
+    """Which input vector feeds each of the ``prefix_tokens`` actual tokens -> (N,) int64."""
+    repeat, extra = divmod(prefix_tokens, num_vectors)
     if repeat == 0:  # more vectors than tokens: use the first N
-        return torch.arange(num_tokens)
+        return torch.arange(prefix_tokens)
     counts = [repeat + 1 if i < extra else repeat for i in range(num_vectors)]
     return torch.tensor([i for i, c in enumerate(counts) for _ in range(c)], dtype=torch.int64)
 
 
-class PrefixExpander(nn.Module):
-    """(B, K, D) -> per-layer prefix key/values for an LM with ``layers`` layers of ``heads`` KV heads."""
+class PrefixExpander(PositionwiseMLP):
+    """(B, K, D) -> per-layer prefix key/values for an LM with ``layers`` layers of ``heads`` KV heads.
+
+    A :class:`learner.model.positionwise.PositionwiseMLP` over the N = L·2·P actual tokens (GELU, output
+    and shared D -> kv_dim skip starting at zero), fed by :func:`source_index`.
+    """
 
     source: Tensor  # (N,) which input vector feeds each actual token
 
@@ -50,38 +54,19 @@ class PrefixExpander(nn.Module):
         hidden: int,
         kv_dim: int | None = None,
     ) -> None:
-        super().__init__()
+        kv = kv_dim or dim  # heads x head_dim of the keys/values
+        n = layers * 2 * prefix_len
+        super().__init__(n, dim, kv, hidden, nn.functional.gelu, shared_skip=True, zero_output=kv != dim)
         self.layers, self.heads, self.prefix_len, self.dim = layers, heads, prefix_len, dim
-        self.kv_dim = kv_dim or dim  # heads x head_dim of the keys/values
-        self.num_tokens = layers * 2 * prefix_len
-        self.register_buffer("source", source_index(num_vectors, self.num_tokens), persistent=False)
-        n = self.num_tokens
-        self.ln_weight = nn.Parameter(torch.ones(n, dim))
-        self.ln_bias = nn.Parameter(torch.zeros(n, dim))
-        self.w1 = nn.Parameter(torch.empty(n, dim, hidden))
-        self.b1 = nn.Parameter(torch.zeros(n, hidden))
-        self.w2 = nn.Parameter(torch.empty(n, hidden, self.kv_dim))
-        self.b2 = nn.Parameter(torch.zeros(n, self.kv_dim))
-        self.skip: nn.Linear | None = None
-        if self.kv_dim != dim:
-            self.skip = nn.Linear(dim, self.kv_dim, bias=False)  # shared residual map D -> kv_dim
-        for w, fan_in in ((self.w1, dim), (self.w2, hidden)):
-            if w.device.type != "meta":
-                bound = 1.0 / math.sqrt(fan_in)
-                nn.init.uniform_(w, -bound, bound)
-        if self.skip is not None and self.w2.device.type != "meta":
-            nn.init.zeros_(self.w2)  # a zero prefix to start from (module docstring)
-            nn.init.zeros_(self.skip.weight)
+        self.kv_dim = kv
+        self.prefix_tokens = n  # N = L·2·P actual tokens
+        self.register_buffer("source", source_index(num_vectors, n), persistent=False)
 
     def tokens(self, x: Tensor) -> Tensor:
         """(B, K, D) -> the N actual tokens (B, N, kv_dim)."""
-        t = x[:, self.source]  # (B, N, D)
-        h = nn.functional.layer_norm(t, (self.dim,)) * self.ln_weight + self.ln_bias
-        h = nn.functional.gelu(torch.einsum("bnd,ndh->bnh", h, self.w1) + self.b1)  # (B, N, hidden)
-        residual = t if self.skip is None else self.skip(t)  # (B, N, kv_dim)
-        return residual + torch.einsum("bnh,nhd->bnd", h, self.w2) + self.b2  # (B, N, kv_dim)
+        return super().forward(x[:, self.source])  # type: ignore[no-any-return]
 
-    def forward(self, x: Tensor) -> Prefix:
+    def forward(self, x: Tensor) -> Prefix:  # type: ignore[override]
         b = x.shape[0]
         t = self.tokens(x)  # (B, N, kv_dim)
         t = t.reshape(

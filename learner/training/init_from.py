@@ -1,6 +1,6 @@
 """``mbc train --init-from CKPT``: start meta-training from the weights of another checkpoint.
 
-Meant for the checkpoint of `mbc pretrain-amortizer` (:mod:`learner.training.pretrain_run`),
+Meant for the checkpoint of `mbc pretrain-amortizer` (:mod:`learner.pretraining.run`),
 but any checkpoint of the same preset works (e.g. a previous meta-training run). Unlike
 ``--resume`` it takes only the *weights*: optimizer, LR schedule, step count, early stopping and
 epoch position start afresh, and the run's own settings apply.
@@ -8,7 +8,7 @@ epoch position start afresh, and the run's own settings apply.
 Every stored tensor must exist in the new model with the same shape, and every trainable
 parameter of the new model must be stored — otherwise the presets differ and the run stops with
 one line. A checkpoint trained on a GGUF base names its file (sha256); another base file is
-refused (:func:`learner.training.checkpoint.check_base_identity`). A checkpoint pretrained with
+refused (:func:`learner.checkpoint.check_base_identity`). A checkpoint pretrained with
 ``--memory full`` has an untrained codebook: meta-training it compressed starts from that one.
 """
 
@@ -21,9 +21,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from infra.logging import get_logger
+from learner.checkpoint import check_base_identity, read_meta, resolve_checkpoint
 from learner.errors import CheckpointError
 from learner.model.mbc import MBCModel
-from learner.training.checkpoint import check_base_identity, read_meta, resolve_checkpoint
 
 log = get_logger("learner.training.init_from")
 

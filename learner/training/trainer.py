@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, replace
 from typing import Any
@@ -37,16 +36,7 @@ import torch
 from tqdm import tqdm
 
 from infra.logging import get_logger
-from learner.data.types import QADataset
-from learner.eval.online import online_eval
-from learner.model.build import arch_configs
-from learner.model.gguf_source import identity_of
-from learner.model.mbc import MBCModel, TrainBatch
-from learner.model.precision import place_model
-from learner.text.batching import TextBatcher, collate_train
-from learner.text.tokenizers import Tokenizers
-from learner.training import spec as run_spec
-from learner.training.checkpoint import (
+from learner.checkpoint import (
     CheckpointMeta,
     load_checkpoint,
     load_training_state,
@@ -54,6 +44,15 @@ from learner.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from learner.data.types import QADataset
+from learner.eval.online import online_eval
+from learner.model.build import arch_configs
+from learner.model.gguf_source import identity_of
+from learner.model.mbc import MBCModel
+from learner.model.precision import place_model
+from learner.text.batching import TextBatcher, collate_train
+from learner.text.tokenizers import Tokenizers
+from learner.training import spec as run_spec
 from learner.training.codebook_sync import update_codebook
 from learner.training.deadline import Deadline
 from learner.training.init import build_for_training
@@ -65,13 +64,12 @@ from learner.training.sampling import (
     shard_batches,
 )
 from learner.training.spec import RunSpec, TrainResult, TrainState, keep_global_batch, seed_everything
-from learner.training.warmup import init_codebook_from_context, retrieval_warmup
+from learner.training.warm_start import WarmStartData, warm_start
 
 log = get_logger("learner.training.trainer")
-WARMUP_EPOCHS = 1_000_000  # epoch numbers whose orders feed the retrieval warm-up
 
 
-def _unwrap(model: Any) -> MBCModel:
+def unwrap(model: Any) -> MBCModel:
     return model.module if hasattr(model, "module") else model  # type: ignore[no-any-return]
 
 
@@ -139,10 +137,11 @@ class Trainer:
         self.val_encoded = TextBatcher(self.tok, self.spec.model).encode(val_ds, paragraph=para)
         model.oracle_fraction = tcfg.oracle_fraction
         self.groups = [ex.group for ex in train_ds.examples]
-        if not resume and tcfg.retrieval_warmup_steps > 0:
-            self._warm_up(model)
-        elif not resume and model.train_memory == "compressed" and float(model.codebook.usage.sum()) == 0:
-            self._kmeans_codebook(model)  # a codebook that never saw a context vector
+        if not resume:
+            data = WarmStartData(self.encoded, self.groups, self.tok)
+            record = warm_start(model, data, tcfg, self.acc.device, self.acc.autocast, progress)
+            if record is not None:
+                self._log(record)
         n_batches = (
             len(epoch_batches(np.arange(len(self.encoded)), tcfg.loader_batch_size)) // self.acc.num_processes
         )
@@ -165,59 +164,6 @@ class Trainer:
             set_rng_state(rng)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
 
-    def _warm_up(self, model: MBCModel) -> None:
-        """Retrieval warm-up on training batches, in orders of their own (epochs 10^6, 10^6 + 1, ...)."""
-        tcfg = self.spec.train
-        steps = tcfg.retrieval_warmup_steps
-        batches: list[np.ndarray] = []
-        epoch = WARMUP_EPOCHS
-        while len(batches) < max(steps, 128):
-            batches += epoch_batches(
-                epoch_order(self.groups, tcfg.shuffle, tcfg.seed, epoch), tcfg.batch_size
-            )
-            epoch += 1
-
-        def collated(indices: list[np.ndarray]) -> Iterator[TrainBatch]:
-            for idx in indices:
-                yield collate_train([self.encoded[i] for i in idx], self.tok.amort_pad_id, self.tok.lm_pad_id)
-
-        device = self.acc.device
-        model.to(device)
-        history = retrieval_warmup(
-            model,
-            collated(batches[:steps]),
-            steps=steps,
-            lr=tcfg.retrieval_warmup_lr,
-            device=device,
-            autocast=self.acc.autocast,
-            progress=self.progress,
-        )
-        if model.train_memory == "compressed":
-            with self.acc.autocast():
-                init_codebook_from_context(model, list(collated(batches[:128])), device, tcfg.seed)
-        if history:
-            attn, qa = history[-1]
-            log.info(
-                "retrieval warm-up", steps=steps, attention_loss=round(attn, 3), own_doc_qa_loss=round(qa, 3)
-            )
-            self._log({"split": "warmup", "steps": steps, "attention_loss": attn, "own_doc_qa_loss": qa})
-
-    def _kmeans_codebook(self, model: MBCModel, batches: int = 64) -> None:
-        """k-means codebook from the context vectors of the first training batches (the paper's
-        uniform(±1/C) start quantizes every document to the same few codes)."""
-        tcfg = self.spec.train
-        order = epoch_order(self.groups, tcfg.shuffle, tcfg.seed, WARMUP_EPOCHS)
-        idx = epoch_batches(order, tcfg.batch_size)[:batches]
-        collated = [
-            collate_train([self.encoded[i] for i in b], self.tok.amort_pad_id, self.tok.lm_pad_id)
-            for b in idx
-        ]
-        device = self.acc.device
-        model.to(device)
-        with self.acc.autocast():
-            init_codebook_from_context(model, collated, device, tcfg.seed)
-        log.info("codebook initialised by k-means", batches=len(collated))
-
     # -- bookkeeping ---------------------------------------------------------------------------------
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -228,7 +174,7 @@ class Trainer:
     def _save(self, name: str) -> None:
         t0 = time.monotonic()
         if self.acc.is_main_process:
-            model = _unwrap(self.acc.unwrap_model(self.model))
+            model = self.mbc_model
             meta = CheckpointMeta(
                 self.spec.model,
                 self.spec.train,
@@ -256,10 +202,15 @@ class Trainer:
         t = torch.tensor(values, dtype=torch.float64, device=self.acc.device)
         return [float(x) for x in broadcast(t, from_process=0).tolist()]
 
+    @property
+    def mbc_model(self) -> MBCModel:
+        """The model being trained, outside its DDP/accelerate wrappers."""
+        return unwrap(self.acc.unwrap_model(self.model))
+
     def evaluate(self) -> dict[str, Any]:
         """Validation loss and EM/F1; checkpoints; early-stopping bookkeeping."""
         tcfg, st = self.spec.train, self.state
-        model = _unwrap(self.acc.unwrap_model(self.model))
+        model = self.mbc_model
         with self.acc.autocast():
             loss = validation_loss(model, self.val_encoded, self.tok, tcfg.loader_batch_size, self.acc.device)
             report = online_eval(
@@ -312,7 +263,7 @@ class Trainer:
         with path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def _micro_step(self, idx: np.ndarray, sync: bool) -> tuple[float, float, float]:
+    def _micro_step(self, idx: np.ndarray, sync: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Forward and backward of one micro-batch; ``sync`` on the last one of an optimizer step.
 
         Before that, DDP's gradient all-reduce is skipped (``no_sync``): gradients accumulate
@@ -327,7 +278,7 @@ class Trainer:
                 out = self.model(batch.to(self.acc.device), n_grad=n_grad)
             self.acc.backward(out.loss / tcfg.grad_accum)
         self.state.examples += n_grad * self.acc.num_processes  # micro-batches are equal in size
-        return float(out.qa_loss), float(out.vq_loss), float(out.perplexity)
+        return out.qa_loss, out.vq_loss, out.perplexity  # device tensors: no host sync per micro-batch
 
     def _optimizer_step(self) -> None:
         self.acc.clip_grad_norm_(self.params, self.spec.train.grad_clip)
@@ -338,13 +289,18 @@ class Trainer:
         self._update_codebook()
 
     def _update_codebook(self) -> None:
-        update_codebook(_unwrap(self.acc.unwrap_model(self.model)).codebook, self.acc.num_processes)
+        update_codebook(self.mbc_model.codebook, self.acc.num_processes)
 
-    def _train_means(self, losses: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    def _train_means(
+        self, losses: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> tuple[float, float, float]:
         """Mean QA loss, VQ loss and perplexity of the epoch's micro-batches on all processes
         (every process ran as many micro-batches)."""
-        local = [float(np.mean(c)) for c in zip(*losses, strict=True)] if losses else [0.0, 0.0, 0.0]
-        t = torch.tensor(local, dtype=torch.float64, device=self.acc.device)
+        if losses:
+            t = torch.stack([torch.stack(c).double().mean() for c in zip(*losses, strict=True)])
+        else:
+            t = torch.zeros(3, dtype=torch.float64)
+        t = t.to(self.acc.device)
         qa, vq, ppl = (float(x) for x in self.acc.reduce(t, reduction="mean").tolist())
         return qa, vq, ppl
 

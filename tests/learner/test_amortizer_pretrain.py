@@ -16,21 +16,21 @@ import torch
 from typer.testing import CliRunner
 
 from infra.errors import MbcError
+from learner.checkpoint import load_checkpoint
 from learner.data.plain_text import load_texts
 from learner.errors import CheckpointError, ConfigValueError, DataFormatError
 from learner.model.config import LMSpec, ModelConfig
 from learner.model.lora import is_lora_parameter
-from learner.text.tokenizers import train_tokenizer
-from learner.training.amortizer_pretrain import PretrainConfig, lm_logits, memory_gap, pretrain_loss
-from learner.training.checkpoint import load_checkpoint
-from learner.training.pretrain_batches import (
+from learner.pretraining.batches import (
     CONTINUE,
     RECONSTRUCT,
     chunk_texts,
     collate_pretrain,
     query_batch,
 )
-from learner.training.pretrain_run import AmortizerPretrainer
+from learner.pretraining.objective import PretrainConfig, lm_logits, memory_gap, pretrain_loss
+from learner.pretraining.run import AmortizerPretrainer
+from learner.text.tokenizers import train_tokenizer
 from tests.learner.helpers import WORDS, tiny_llama
 from tests.learner.test_smollm2 import lm_config
 
@@ -187,7 +187,7 @@ def test_the_checkpoint_starts_mbc_train_through_init_from(llama_dir: Path, tmp_
     for name, t in model.state_dict().items():
         assert torch.equal(t, pretrained[name]), name  # trainable weights taken, frozen base the same file
     assert Trainer(spec, train, val, resume=False, progress=False).run(max_steps=1).state.step == 1
-    other_cfg = dataclasses.replace(_cfg(llama_dir), num_tokens=3)  # K = 3 instead of 2
+    other_cfg = dataclasses.replace(_cfg(llama_dir), num_vectors=3)  # K = 3 instead of 2
     other = RunSpec(
         tmp_path / "qa2", other_cfg, tcfg, "pretrained", str(llama_dir), init_from=tmp_path / "pre"
     )

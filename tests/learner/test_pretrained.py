@@ -10,13 +10,13 @@ import pytest
 import torch
 from transformers import T5Model
 
+from learner.checkpoint import load_checkpoint
 from learner.data import load_dataset
 from learner.data.synth.generator import SynthConfig, write_all
 from learner.model.amortization import t5_config_from_spec
 from learner.model.build import build_model
 from learner.model.config import TrainConfig
 from learner.text.tokenizers import Tokenizers, train_tokenizer
-from learner.training.checkpoint import load_checkpoint
 from learner.training.spec import RunSpec
 from learner.training.trainer import Trainer
 from tests.learner.helpers import small_model_config, tiny_gpt2, tiny_llama

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from learner.checkpoint import BaseModelMismatch, CheckpointMeta, load_checkpoint, save_checkpoint
 from learner.model.adapters import KV_ADAPTER, tuner_layers, using_adapter
 from learner.model.build import build_model, build_on_meta, param_breakdown
 from learner.model.config import LMSpec, ModelConfig, get_preset
@@ -21,7 +22,6 @@ from learner.model.mbc import MBCModel
 from learner.model.memory import Memory
 from learner.model.precision import cast_frozen_base, needs_autocast
 from learner.text.tokenizers import Tokenizers, train_tokenizer
-from learner.training.checkpoint import BaseModelMismatch, CheckpointMeta, load_checkpoint, save_checkpoint
 from learner.training.deadline import Deadline
 from tests.learner.helpers import random_batch, small_model_config, tiny_llama
 
@@ -190,7 +190,7 @@ def test_smollm2_preset_trainable_weights_fit_48_mib_in_bf16() -> None:
     parts = param_breakdown(model)
     assert 2 * parts.trainable <= 48 * 2**20
     assert parts.frozen_base_lm == 134_515_008  # SmolLM2-135M, tied embeddings
-    prefix = model.expander(torch.empty(1, cfg.num_tokens, 576, device="meta"))
+    prefix = model.expander(torch.empty(1, cfg.num_vectors, 576, device="meta"))
     assert len(prefix) == 30 and prefix[0][0].shape == (1, 3, cfg.prefix_len, 64)  # 3 KV heads x 64
 
 

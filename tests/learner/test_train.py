@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from learner.checkpoint import load_checkpoint, resolve_checkpoint
 from learner.data import QADataset, load_dataset
 from learner.data.synth.generator import SynthConfig, write_all
 from learner.model.config import TrainConfig
 from learner.model.memory import Memory
-from learner.training.checkpoint import load_checkpoint, resolve_checkpoint
 from learner.training.spec import RunSpec
 from learner.training.trainer import Trainer
 from tests.learner.helpers import random_batch, small_model_config
@@ -118,9 +118,9 @@ def test_backprop_dropout_blocks_gradients_of_the_no_grad_documents() -> None:
 
 
 def test_checkpoint_round_trip_and_crash_recovery(tmp_path: Path) -> None:
+    from learner.checkpoint import CheckpointMeta, save_checkpoint
     from learner.model.build import arch_configs, build_model
     from learner.text.tokenizers import Tokenizers, train_tokenizer
-    from learner.training.checkpoint import CheckpointMeta, save_checkpoint
 
     tok = train_tokenizer(["alice works as a baker", "what does alice do"], 300)
     cfg = small_model_config()

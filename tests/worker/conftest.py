@@ -25,7 +25,7 @@ def tiny_k() -> int:
     """K (context vectors per document) of the tiny preset the worker tests run."""
     from learner.model.config import get_preset
 
-    return int(get_preset("tiny").model.num_tokens)
+    return int(get_preset("tiny").model.num_vectors)
 
 
 WORDS = [
@@ -70,10 +70,10 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A `tiny`-preset checkpoint built from config with random weights and a tokenizer trained here."""
     import torch
 
+    from learner.checkpoint import CheckpointMeta, save_checkpoint
     from learner.model.build import arch_configs, build_model
     from learner.model.config import get_preset
     from learner.text.tokenizers import Tokenizers, train_tokenizer
-    from learner.training.checkpoint import CheckpointMeta, save_checkpoint
 
     torch.manual_seed(0)
     preset = get_preset("tiny")

@@ -5,7 +5,7 @@ Why: trained on QA alone, the amortizer's K vectors carried almost nothing (the 
 chunk is amortized into K context vectors (through the codebook's straight-through quantization
 with ``memory="compressed"``, as MBC stores codes; the floats with ``"full"``), and the frozen
 base LM with its KV-LoRA, reading *only* the prefix those vectors give, reconstructs the chunk
-and/or continues it under teacher forcing (:mod:`learner.training.pretrain_batches`).
+and/or continues it under teacher forcing (:mod:`learner.pretraining.batches`).
 
 The prefix goes through the model's own aggregation path, exactly as :meth:`MBCModel.prefix`
 builds it at QA time: the question encoder reads a fixed query per task, the cross-attention
@@ -36,7 +36,7 @@ from learner.errors import ConfigValueError
 from learner.model.codebook_math import code_histogram, grouped_perplexity
 from learner.model.mbc import MBCModel
 from learner.model.memory import Memory
-from learner.training.pretrain_batches import CONTINUE, OBJECTIVES, RECONSTRUCT, Objective, PretrainBatch
+from learner.pretraining.batches import CONTINUE, OBJECTIVES, RECONSTRUCT, Objective, PretrainBatch
 
 MemorySource = Literal["own", "zero", "shuffled"]
 
@@ -77,12 +77,25 @@ class PretrainConfig:
 
 
 @dataclass
+class TaskSums:
+    """One task's token statistics in a batch, as device tensors (summed over steps, divided at log time)."""
+
+    ce: Tensor  # () summed token cross-entropy
+    correct: Tensor  # () tokens predicted right (argmax == label)
+    tokens: Tensor  # () scored tokens
+
+
+@dataclass
 class PretrainOutput:
     loss: Tensor  # () mean of the task losses + lambda * VQ (what is back-propagated)
-    task_loss: dict[str, float]  # task -> mean token cross-entropy
-    task_acc: dict[str, float]  # task -> token accuracy (argmax == label)
-    vq_loss: float
-    perplexity: float  # codebook usage perplexity of the batch (0 with full memory)
+    tasks: dict[str, TaskSums]  # task -> its sums (tokens 0 when the batch has none of that task)
+    vq_loss: Tensor  # ()
+    perplexity: Tensor  # () codebook usage perplexity of the batch (0 with full memory)
+
+    @property
+    def task_loss(self) -> dict[str, Tensor]:
+        """Task -> mean token cross-entropy of this batch (0 for a task it lacks)."""
+        return {k: t.ce / t.tokens.clamp_min(1) for k, t in self.tasks.items()}
 
 
 TASK_NAMES = {RECONSTRUCT: "reconstruct", CONTINUE: "continue"}
@@ -130,19 +143,20 @@ def token_losses(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor
 
 def _per_task(
     ce: Tensor, correct: Tensor, scored: Tensor, row_task: Tensor
-) -> tuple[Tensor, dict[str, float], dict[str, float]]:
-    """(mean of the task losses, loss per task, accuracy per task)."""
-    losses, accs, means = {}, {}, []
+) -> tuple[Tensor, dict[str, TaskSums]]:
+    """(mean over the tasks present of each task's mean token loss, per-task sums). No host sync: a task
+    without scored tokens in this batch weighs 0."""
+    sums: dict[str, TaskSums] = {}
+    means, present = [], []
     for task, name in TASK_NAMES.items():
-        rows = row_task == task
-        n = scored[rows].sum()
-        if int(n) == 0:
-            continue
-        mean = ce[rows].sum() / n
-        means.append(mean)
-        losses[name] = float(mean.detach())
-        accs[name] = float(correct[rows].sum() / n)
-    return torch.stack(means).mean(), losses, accs
+        rows = (row_task == task)[:, None]  # (R, 1)
+        n = (scored & rows).sum()
+        ce_sum = (ce * rows).sum()
+        sums[name] = TaskSums(ce_sum.detach(), (correct & rows).sum(), n)
+        means.append(ce_sum / n.clamp_min(1))
+        present.append((n > 0).to(ce.dtype))
+    weight = torch.stack(present)
+    return (torch.stack(means) * weight).sum() / weight.sum().clamp_min(1), sums
 
 
 def pretrain_loss(
@@ -151,9 +165,9 @@ def pretrain_loss(
     """The training objective of one micro-batch (module docstring)."""
     vectors, vq, ppl = context_vectors(model, batch, memory, train=True)
     logits = lm_logits(model, batch, vectors, q_ids, q_mask)
-    loss, losses, accs = _per_task(*token_losses(logits, batch.lm_labels), batch.row_task)
+    loss, sums = _per_task(*token_losses(logits, batch.lm_labels), batch.row_task)
     total = loss + model.config.vq_weight * vq
-    return PretrainOutput(total, losses, accs, float(vq.detach()), float(ppl.detach()))
+    return PretrainOutput(total, sums, vq.detach(), ppl.detach())
 
 
 @torch.no_grad()

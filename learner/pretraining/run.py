@@ -2,8 +2,8 @@
 
 A run lives in ``--run-dir``: ``metrics.jsonl`` (one record per ``log_every`` steps: training
 means since the last record and the held-out memory gap of
-:func:`learner.training.amortizer_pretrain.memory_gap`) and ``checkpoints/last`` in the format
-`mbc train` reads (:mod:`learner.training.checkpoint`; ``init`` "pretrained", trainable weights
+:func:`learner.pretraining.objective.memory_gap`) and ``checkpoints/last`` in the format
+`mbc train` reads (:mod:`learner.checkpoint`; ``init`` "pretrained", trainable weights
 only, the base LM's source and identity). ``mbc train --init-from <run-dir>`` starts
 meta-training from it (:mod:`learner.training.init_from`).
 
@@ -31,15 +31,7 @@ import torch
 from tqdm import tqdm
 
 from infra.logging import get_logger
-from learner.data.types import QADataset
-from learner.errors import CheckpointError, ConfigValueError
-from learner.model.build import arch_configs
-from learner.model.config import ModelConfig, TrainConfig
-from learner.model.gguf_source import identity_of
-from learner.model.mbc import MBCModel
-from learner.model.precision import place_model
-from learner.training.amortizer_pretrain import PretrainConfig, memory_gap, pretrain_loss
-from learner.training.checkpoint import (
+from learner.checkpoint import (
     CheckpointMeta,
     load_checkpoint,
     load_training_state,
@@ -47,9 +39,14 @@ from learner.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from learner.training.deadline import Deadline
-from learner.training.init import build_for_training
-from learner.training.pretrain_batches import (
+from learner.data.types import QADataset
+from learner.errors import CheckpointError, ConfigValueError
+from learner.model.build import arch_configs
+from learner.model.config import ModelConfig, TrainConfig
+from learner.model.gguf_source import identity_of
+from learner.model.mbc import MBCModel
+from learner.model.precision import place_model
+from learner.pretraining.batches import (
     Chunk,
     PretrainBatch,
     chunk_texts,
@@ -57,9 +54,12 @@ from learner.training.pretrain_batches import (
     query_batch,
     start_id,
 )
+from learner.pretraining.objective import PretrainConfig, memory_gap, pretrain_loss
+from learner.training.deadline import Deadline
+from learner.training.init import build_for_training
 from learner.training.spec import RunSpec, seed_everything, warmup_then_constant
 
-log = get_logger("learner.training.pretrain_run")
+log = get_logger("learner.pretraining.run")
 
 
 @dataclass
@@ -225,8 +225,9 @@ class AmortizerPretrainer:
 
     # -- the loop ------------------------------------------------------------------------------------
 
-    def step(self) -> dict[str, float]:
-        """One optimizer step; returns its training numbers."""
+    def step(self) -> dict[str, torch.Tensor]:
+        """One optimizer step; returns its training sums as device tensors (no host sync per step: the
+        GPU keeps a queue of work while Python prepares the next batch)."""
         batch = self._batch(self._next_chunks())
         with self._autocast():
             out = pretrain_loss(self.model, batch, self.q_ids, self.q_mask, self.cfg.memory)
@@ -236,8 +237,9 @@ class AmortizerPretrainer:
         self.optimizer.step()
         self.scheduler.step()
         self.state.step += 1
-        numbers = {f"train_loss_{k}": v for k, v in out.task_loss.items()}
-        numbers |= {f"train_acc_{k}": v for k, v in out.task_acc.items()}
+        numbers: dict[str, torch.Tensor] = {}
+        for name, t in out.tasks.items():
+            numbers |= {f"ce_{name}": t.ce, f"correct_{name}": t.correct, f"tokens_{name}": t.tokens}
         return numbers | {"vq_loss": out.vq_loss, "perplexity": out.perplexity}
 
     def run(self, max_minutes: float | None = None) -> PretrainResult:
@@ -245,7 +247,7 @@ class AmortizerPretrainer:
         cfg, st = self.cfg, self.state
         self.deadline = Deadline(max_minutes)
         self.model.train()
-        window: list[dict[str, float]] = []
+        window: list[dict[str, torch.Tensor]] = []
         last: dict[str, Any] = {}
         took: list[float] = []
         bar = tqdm(total=cfg.steps, initial=st.step, desc="amortizer pretraining", disable=not self.progress)
@@ -268,9 +270,13 @@ class AmortizerPretrainer:
         self.save()
         return PretrainResult(st, self.run_dir, last, float(np.mean(took)) if took else math.nan)
 
-    def _record(self, window: list[dict[str, float]], seconds: list[float]) -> dict[str, Any]:
-        keys = sorted({k for w in window for k in w})
-        means = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
+    def _record(self, window: list[dict[str, torch.Tensor]], seconds: list[float]) -> dict[str, Any]:
+        total = {k: float(torch.stack([w[k].float() for w in window]).sum()) for k in window[0]}
+        means: dict[str, float] = {k: total[k] / len(window) for k in ("vq_loss", "perplexity")}
+        for name in sorted(k[len("tokens_") :] for k in total if k.startswith("tokens_")):
+            if total[f"tokens_{name}"] > 0:
+                means[f"train_loss_{name}"] = total[f"ce_{name}"] / total[f"tokens_{name}"]
+                means[f"train_acc_{name}"] = total[f"correct_{name}"] / total[f"tokens_{name}"]
         record: dict[str, Any] = {"split": "pretrain", "step": self.state.step, "epoch": self.state.epoch}
         record |= means | {"lr": self.scheduler.get_last_lr()[0], "seconds_per_step": float(np.mean(seconds))}
         record |= {f"heldout_{k}": v for k, v in self.evaluate().items()}

@@ -90,10 +90,10 @@ def pretrain_amortizer(
     from learner.data.plain_text import load_texts
     from learner.errors import ConfigValueError
     from learner.model.config import get_preset
+    from learner.pretraining.batches import Objective
+    from learner.pretraining.objective import PretrainConfig
+    from learner.pretraining.run import AmortizerPretrainer
     from learner.settings import LearnerSettings
-    from learner.training.amortizer_pretrain import PretrainConfig
-    from learner.training.pretrain_batches import Objective
-    from learner.training.pretrain_run import AmortizerPretrainer
 
     settings = load_settings(LearnerSettings)
     configure_logging("learner", settings.log_level, settings.log_json)

@@ -1,4 +1,4 @@
-"""Token chunks and batches of the amortizer pretraining (:mod:`learner.training.amortizer_pretrain`).
+"""Token chunks and batches of the amortizer pretraining (:mod:`learner.pretraining.objective`).
 
 Every text is tokenized with the base LM's tokenizer and cut into consecutive chunks of
 ``doc_tokens`` tokens. A chunk is one *document*: the amortizer reads it into K vectors, and the
