@@ -94,7 +94,7 @@ def downgrade(
     if not yes:
         raise typer.BadParameter("downgrading may drop data; add --yes to go ahead", param_hint="--yes")
     s = _settings(database_url)
-    engine = make_engine(s.database.url.get_secret_value(), read_only=True)
+    engine = make_engine(s.database.url.get_secret_value(), must_exist=True)
     try:
         before = m.current_revision(engine)
         m.downgrade(engine, revision)
@@ -224,7 +224,7 @@ def serve(
             f"MBC_API_ADMIN_TOKEN (admin scope), or api_read_token / api_admin_token in [store]{old}"
         )
     limits = ApiLimits(s.api_max_nearest_vectors, s.api_max_nearest_k)
-    with _open(s, read_only=True) as store:
+    with _open(s, read_only=False) as store:  # the admin scope deletes and reindexes
         get_logger("mbc.store").info(
             "reader service starting",
             host=s.api_host,

@@ -51,11 +51,12 @@ def sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
-def make_engine(url: str, pool_size: int = 5, *, read_only: bool = False) -> Engine:
+def make_engine(url: str, pool_size: int = 5, *, must_exist: bool = False) -> Engine:
     """An engine configured for the store (see module docstring).
 
-    ``read_only``: the caller only reads, so a SQLite file that does not exist is an error
-    (:class:`DatabaseUnreachable`) instead of a new empty database and folder."""
+    ``must_exist``: the caller will not create the schema (it only reads, or needs a migrated
+    store), so a SQLite file that does not exist is an error (:class:`DatabaseUnreachable`)
+    instead of a new empty database and folder."""
     try:
         u = make_url(url)
     except sa.exc.ArgumentError:
@@ -65,9 +66,10 @@ def make_engine(url: str, pool_size: int = 5, *, read_only: bool = False) -> Eng
     backend = u.get_backend_name()
     if backend == "sqlite":
         path = sqlite_path(url)
-        if path is not None and read_only and not path.is_file():
+        if path is not None and must_exist and not path.is_file():
             raise DatabaseUnreachable(
-                f"no SQLite database at {path} (`mbc store migrate` or `mbc learn` creates one)"
+                f"no SQLite database at {path} (check --database-url or MBC_DATABASE__URL; "
+                "`mbc store migrate` or `mbc learn` creates one)"
             )
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

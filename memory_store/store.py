@@ -55,9 +55,10 @@ class MemoryStore:
         pool_size: int = 5,
         read_only: bool = False,
     ) -> None:
-        """``read_only``: never create a database (a missing SQLite file is an error) or migrate one."""
+        """``auto_migrate``: create or upgrade the schema (else a store that needs it is an error,
+        and a missing SQLite file is not created); ``read_only``: never create or migrate."""
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size, read_only=read_only)
+        self.engine = make_engine(url, pool_size=pool_size, must_exist=read_only or not auto_migrate)
         try:
             if auto_migrate and not read_only:
                 upgrade(self.engine)

@@ -187,7 +187,15 @@ class FeedPoller:
                 on_retry=retrying,
             )
         except Exception as e:
-            log.warning("feed poll failed", url=url, problem=_problem(e), attempt=tried, attempts=attempts)
+            permanent = isinstance(e, FeedError) and not e.retryable  # not retried within this poll
+            log.warning(
+                "feed poll failed",
+                url=url,
+                problem=_problem(e),
+                attempt=tried,
+                attempts=attempts,
+                permanent=permanent,
+            )
             self.summary.failed_feeds.add(url)
             return False
         self.summary.failed_feeds.discard(url)

@@ -182,6 +182,7 @@ def test_missing_sqlite_file_is_one_clear_line_and_creates_nothing(tmp_path: Pat
     result = _mbc("report", "--out", str(tmp_path / "out"), "--database-url", f"sqlite:///{missing}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: no SQLite database at {missing} (check --database-url or MBC_DATABASE__URL)"
+        f"error: no SQLite database at {missing} (check --database-url or MBC_DATABASE__URL; "
+        "`mbc store migrate` or `mbc learn` creates one)"
     ]
     assert not missing.parent.exists()
