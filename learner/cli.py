@@ -46,18 +46,26 @@ def _setup(service: str = "learner") -> LearnerSettings:
 
 def synth(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write pretrain/train/val/test files into.")],
-    pretrain_docs: Annotated[int, typer.Option(help="Documents of the base-LM pretraining split.")] = 512,
-    train_docs: Annotated[int, typer.Option(help="Documents of the training split.")] = 1536,
-    val_docs: Annotated[int, typer.Option(help="Documents of the validation split.")] = 64,
-    test_docs: Annotated[int, typer.Option(help="Documents of the test split.")] = 64,
-    bank_size: Annotated[int, typer.Option(help="Documents per bank with distinct first names.")] = 32,
-    relations: Annotated[int, typer.Option(help="How many fact kinds (job, city, pet) to use.")] = 3,
-    values: Annotated[int, typer.Option(help="Possible values per fact kind (2-16).")] = 16,
-    min_distractors: Annotated[int, typer.Option(help="Fewest distractor sentences per document.")] = 1,
-    max_distractors: Annotated[int, typer.Option(help="Most distractor sentences per document.")] = 2,
+    pretrain_docs: Annotated[
+        int, typer.Option(min=0, help="Documents of the base-LM pretraining split.")
+    ] = 512,
+    train_docs: Annotated[int, typer.Option(min=0, help="Documents of the training split.")] = 1536,
+    val_docs: Annotated[int, typer.Option(min=0, help="Documents of the validation split.")] = 64,
+    test_docs: Annotated[int, typer.Option(min=0, help="Documents of the test split.")] = 64,
+    bank_size: Annotated[int, typer.Option(min=1, help="Documents per bank with distinct first names.")] = 32,
+    relations: Annotated[
+        int, typer.Option(min=1, max=3, help="How many fact kinds (job, city, pet) to use.")
+    ] = 3,
+    values: Annotated[int, typer.Option(min=2, max=16, help="Possible values per fact kind.")] = 16,
+    min_distractors: Annotated[
+        int, typer.Option(min=0, help="Fewest distractor sentences per document.")
+    ] = 1,
+    max_distractors: Annotated[int, typer.Option(min=0, help="Most distractor sentences per document.")] = 2,
     train_people: Annotated[
         int,
-        typer.Option(help="Distinct people of the train split (they recur with new facts); 0: all distinct."),
+        typer.Option(
+            min=0, help="Distinct people of the train split (they recur with new facts); 0: all distinct."
+        ),
     ] = 640,
     seed: Annotated[int, typer.Option(help="Random seed; the output is a function of all options.")] = 0,
 ) -> None:
@@ -111,14 +119,25 @@ def train(
         Init, typer.Option(help="pretrained (HF names or local paths) or scratch (random weights).")
     ] = "scratch",
     train_data: Annotated[
-        Path | None, typer.Option("--train", "--train-data", help="Training QA file.")
+        Path | None,
+        typer.Option(
+            "--train", "--train-data", help="Training QA file. [default: none; required unless --dry-run]"
+        ),
     ] = None,
-    val_data: Annotated[Path | None, typer.Option("--val", "--val-data", help="Validation QA file.")] = None,
+    val_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--val", "--val-data", help="Validation QA file. [default: none; required unless --dry-run]"
+        ),
+    ] = None,
     data_format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = "auto",
     documents: Annotated[
-        Path | None, typer.Option(help="Documents file for --train (StreamingQA JSONL, ArchivalQA).")
+        Path | None,
+        typer.Option(help="Documents file for --train (StreamingQA JSONL, ArchivalQA). [default: none]"),
     ] = None,
-    val_documents: Annotated[Path | None, typer.Option(help="Documents file for --val.")] = None,
+    val_documents: Annotated[
+        Path | None, typer.Option(help="Documents file for --val. [default: none]")
+    ] = None,
     lm_corpus: Annotated[
         Path | None, typer.Option(help="QA file whose texts pretrain a from-scratch base LM. [default: none]")
     ] = None,
@@ -133,7 +152,7 @@ def train(
     memory: Annotated[
         TrainMemoryMode, typer.Option(help="compressed (MBC) or full (MAC baseline).")
     ] = "compressed",
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (preset default otherwise).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs. [default: the preset's]")] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Documents with gradients per micro-batch. [default: the preset's]")
     ] = None,
@@ -149,7 +168,7 @@ def train(
         typer.Option(help="Early-stopping patience in evaluations (-1 disables). [default: the preset's]"),
     ] = None,
     eval_every: Annotated[
-        int | None, typer.Option(help="Evaluate every N optimizer steps (default: each epoch).")
+        int | None, typer.Option(help="Evaluate every N optimizer steps. [default: each epoch]")
     ] = None,
     max_steps: Annotated[
         int | None,
@@ -167,7 +186,7 @@ def train(
         typer.Option(help="Retrieval warm-up steps (random-init encoders). [default: the preset's]"),
     ] = None,
     retrieval_warmup_lr: Annotated[
-        float | None, typer.Option(help="Adam learning rate of the retrieval warm-up (default 1e-3).")
+        float | None, typer.Option(help="Adam learning rate of the retrieval warm-up. [default: 1e-3]")
     ] = None,
     lm_pretrain_epochs: Annotated[
         int | None, typer.Option(help="Epochs of base-LM pretraining on --lm-corpus. [default: the preset's]")

@@ -45,7 +45,10 @@ def _root(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", "-c", help="TOML config file (same as MBC_CONFIG_FILE).", envvar=CONFIG_FILE_ENV
+            "--config",
+            "-c",
+            help="TOML config file (same as MBC_CONFIG_FILE). [default: none: environment and defaults]",
+            envvar=CONFIG_FILE_ENV,
         ),
     ] = None,
 ) -> None:
@@ -59,7 +62,8 @@ def _root(
 @config_app.command("show")
 def config_show(
     service: Annotated[
-        str | None, typer.Option(help="Only this service (e.g. pipeline, store, learner).")
+        str | None,
+        typer.Option(help="Only this service (e.g. pipeline, store, learner). [default: every service]"),
     ] = None,
 ) -> None:
     """Print the effective configuration of every service as JSON, secrets masked."""
@@ -81,7 +85,11 @@ def config_show(
 @app.command("broker")
 def broker(
     bootstrap_file: Annotated[
-        Path | None, typer.Option(help="Also write the bootstrap address to this file (removed on exit).")
+        Path | None,
+        typer.Option(
+            help="Also write the bootstrap address to this file (removed on exit). [default: none: "
+            "only printed on stdout]"
+        ),
     ] = None,
     num_brokers: Annotated[
         int | None,

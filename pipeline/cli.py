@@ -25,9 +25,12 @@ topics_app = typer.Typer(help="Look at Kafka topics.", no_args_is_help=True)
 
 @produce_app.command("feeds")
 def produce_feeds(
-    url: Annotated[list[str] | None, typer.Option("--url", help="A feed URL (repeat for several).")] = None,
+    url: Annotated[
+        list[str] | None, typer.Option("--url", help="A feed URL (repeat for several). [default: none]")
+    ] = None,
     feeds_file: Annotated[
-        Path | None, typer.Option(help="A file with one feed URL per line (# starts a comment).")
+        Path | None,
+        typer.Option(help="A file with one feed URL per line (# starts a comment). [default: none]"),
     ] = None,
     interval: Annotated[
         float | None,

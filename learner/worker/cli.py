@@ -34,7 +34,12 @@ def learn(
     database_url: DatabaseUrlOption = None,
     bootstrap_servers: BootstrapServersOption = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help=_help("Serve /metrics and /healthz on this port.", "metrics_port"))
+        int | None,
+        typer.Option(
+            help=setting_help(
+                "Serve /metrics and /healthz on this port.", WorkerSettings, "metrics_port", default="off"
+            )
+        ),
     ] = None,
     publish_every: Annotated[
         int | None,
@@ -63,7 +68,8 @@ def learn(
     """Consume clean documents from Kafka, fold them into the memory store, until SIGINT/SIGTERM.
 
     Before the model loads it checks the checkpoint, that Kafka answers and that the store opens
-    (creating or upgrading its schema); its first log line names the checkpoint, the store and Kafka.
+    (creating or upgrading its schema); its first log line names the checkpoint, the store and
+    Kafka. The checkpoint comes from --checkpoint or MBC_CHECKPOINT, as for `mbc ask`.
     """
     from infra.shutdown import ShutdownRequest
 
@@ -90,7 +96,9 @@ def learn(
     }
     settings = load_settings(WorkerSettings, flags=flags)
     configure_logging("learner", settings.log_level, settings.log_json)
-    path = require_checkpoint(settings.checkpoint, from_flag=checkpoint is not None)
+    path = require_checkpoint(
+        settings.checkpoint, from_flag=checkpoint is not None
+    )  # before creating a store
     cluster_metadata(settings.kafka)  # configured and answering, or one line now
     url = settings.database.url.get_secret_value()
     with MemoryStore(url, auto_migrate=True, pool_size=settings.database.pool_size) as store:

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 
 import matplotlib.dates as mdates
 from matplotlib.axes import Axes
@@ -68,7 +69,7 @@ def memory_figure(data: ReportData) -> Figure:
     x = [r.cumulative_documents for r in data.hourly]
     floats = [r.cumulative_float_equivalent_bytes for r in data.hourly]
     codes = [r.cumulative_code_bytes for r in data.hourly]
-    style = {"marker": "o", "markersize": 9 if len(x) <= 3 else 5} if len(x) <= 60 else {}
+    style: dict[str, Any] = {"marker": "o", "markersize": 9 if len(x) <= 3 else 5} if len(x) <= 60 else {}
     ax.plot(
         x,
         floats,
