@@ -358,8 +358,9 @@ def evaluate(
     dev = torch.device(
         "cuda" if choice == "auto" and torch.cuda.is_available() else ("cpu" if choice == "auto" else choice)
     )
-    model, tokenizers, meta = load_checkpoint(require_checkpoint(checkpoint, True), dev, lm_source=base_lm)
-    ds = load_dataset(data, data_format, documents)
+    path = require_checkpoint(checkpoint, True)
+    ds = load_dataset(data, data_format, documents)  # a wrong file is reported before the model loads
+    model, tokenizers, meta = load_checkpoint(path, dev, lm_source=base_lm)
     dec = (
         DecodeConfig.paper()
         if decoding == "paper"

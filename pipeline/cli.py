@@ -80,8 +80,8 @@ def produce_feeds(
         urls += read_feeds_file(text, f"--feeds-file {feeds_file}")
     if not urls:
         raise typer.BadParameter("give at least one --url or a --feeds-file with URLs", param_hint="--url")
+    producer = DocumentProducer(settings)  # Kafka configured and reachable before any state is written
     state = FeedState(settings.state_dir)
-    producer = DocumentProducer(settings)
     try:
         summary = asyncio.run(FeedPoller(settings, urls, producer, state).run(once=once))
     finally:
