@@ -91,7 +91,7 @@ HELP = _paragraphs(
     memory growth view, the codebook health per version, and answers to questions with the memory
     and without it (the base LM alone), next to the right answers.
 
-    Needs no network and no services; takes a minute or two on two CPU cores. Progress goes to
+    Needs no network and no services; takes about a minute on two CPU cores. Progress goes to
     stderr, the report to stdout. MBC_* settings and config files are ignored: the demo never
     touches a real Kafka or database. Every process it starts is stopped at the end, also on Ctrl-C,
     on a failure and on --timeout; the work folder is removed unless --keep names one.
