@@ -70,7 +70,10 @@ def serve(bootstrap_file: Path | None, num_brokers: int = 1, announce: bool = Tr
     """Run a broker until SIGINT/SIGTERM; write its address to ``bootstrap_file`` if given."""
     with ShutdownRequest().installed() as stop, EmbeddedBroker(num_brokers) as broker:
         if bootstrap_file is not None:
-            _atomic_write(bootstrap_file, broker.bootstrap_servers + "\n")
+            try:
+                _atomic_write(bootstrap_file, broker.bootstrap_servers + "\n")
+            except OSError as e:
+                raise BrokerError(f"--bootstrap-file {bootstrap_file}: cannot write it ({e.strerror})") from e
         if announce:
             print(broker.bootstrap_servers, flush=True)
         while not stop.wait(0.5):

@@ -25,6 +25,19 @@ def confluent_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     return kafka.client_config(logger=librdkafka_logger(), **overrides)
 
 
+def cluster_metadata(kafka: KafkaSettings, timeout: float = 10.0) -> Any:
+    """The cluster's metadata (brokers, topics); :class:`BrokerError` in one line when Kafka cannot
+    be reached within ``timeout`` seconds, :class:`ConfigError` when no broker is configured."""
+    return _metadata(AdminClient(confluent_config(kafka)), kafka, timeout)
+
+
+def _metadata(admin: AdminClient, kafka: KafkaSettings, timeout: float) -> Any:
+    try:
+        return admin.list_topics(timeout=timeout)
+    except KafkaException as e:
+        raise BrokerError(f"cannot reach Kafka at {kafka.resolved_bootstrap()}: {e.args[0].str()}") from e
+
+
 def ensure_topics(
     kafka: KafkaSettings, topics: TopicSettings, names: list[str] | None = None, timeout: float = 5.0
 ) -> str:
@@ -36,10 +49,7 @@ def ensure_topics(
     """
     names = names or [topics.raw, topics.clean, topics.dlq]
     admin = AdminClient(confluent_config(kafka))
-    try:
-        md = admin.list_topics(timeout=10)
-    except KafkaException as e:
-        raise BrokerError(f"cannot reach Kafka at {kafka.resolved_bootstrap()}: {e.args[0].str()}") from e
+    md = _metadata(admin, kafka, 10.0)
     missing = [n for n in names if n not in md.topics]
     if not missing:
         return "created"

@@ -14,16 +14,18 @@ Each service has one settings class (``BrokerSettings`` here, ``PipelineSettings
 The composition root lists every service's class (``mbc/services.py``, for ``mbc config show``);
 this module names none of them but its own.
 
-Secrets are ``SecretStr`` and never printed. Invalid values raise :class:`ConfigError` naming the
-variable or key and what was wrong.
+Secrets are ``SecretStr`` and never printed. Invalid values raise :class:`ConfigError`, one line
+naming what was wrong and where it came from: the command-line flag the user typed (see
+``flags`` of :func:`load_settings`), else the variable and config-file key.
 """
 
 from __future__ import annotations
 
 import contextvars
 import os
+import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
@@ -136,14 +138,35 @@ class DatabaseSettings(_Section):
     )
     pool_size: int = Field(5, ge=1, le=200)
 
-    def display_url(self) -> str:
-        """The URL with its password masked."""
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: SecretStr) -> SecretStr:
         from sqlalchemy.engine import make_url
 
         try:
-            return make_url(self.url.get_secret_value()).render_as_string(hide_password=True)
+            backend = make_url(v.get_secret_value()).get_backend_name()
         except Exception:
-            return "**********"
+            raise ValueError(
+                f"{mask_url(v.get_secret_value())!r} is not a database URL "
+                "(sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)"
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database backend {backend!r}; use sqlite or postgresql")
+        return v
+
+    def display_url(self) -> str:
+        """The URL with its password masked."""
+        return mask_url(self.url.get_secret_value())
+
+
+def mask_url(url: str) -> str:
+    """``url`` as typed, with only its password masked (also when it does not parse as a URL)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 class ServiceSettings(BaseSettings):
@@ -227,20 +250,53 @@ def use_config_file(path: Path | None) -> Iterator[None]:
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def _where(cls: type[ServiceSettings], loc: tuple[int | str, ...]) -> str:
-    env = ENV_PREFIX + "__".join(str(p).upper() for p in loc)
-    return f"{env} / [{cls.section}] {'.'.join(str(p) for p in loc)}"
+def env_name(path: str) -> str:
+    """The environment variable of a dotted settings field: ``database.url`` -> ``MBC_DATABASE__URL``."""
+    return ENV_PREFIX + "__".join(p.upper() for p in path.split("."))
 
 
-def load_settings(cls: type[S], config_file: Path | None = None, **overrides: Any) -> S:
-    """Build ``cls`` from overrides, environment and config file; raise ConfigError if invalid."""
+def _where(cls: type[ServiceSettings], path: str) -> str:
+    return f"{env_name(path)} / [{cls.section}] {path}"
+
+
+def load_settings(
+    cls: type[S],
+    config_file: Path | None = None,
+    *,
+    flags: Mapping[str, tuple[str, Any]] | None = None,
+    **overrides: Any,
+) -> S:
+    """Build ``cls`` from overrides, environment and config file; raise ConfigError if invalid.
+
+    ``flags`` are the command line's overrides, ``{"--port": ("qa_port", port)}`` (a dotted field
+    for nested tables: ``("database.url", url)``); None means "not given". A value that does not
+    validate is reported under the flag's name, one that came from elsewhere under its variable
+    and config-file key. The message is always one line.
+    """
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    typed: dict[str, str] = {}  # dotted field -> the flag that set it
+    for flag, (path, value) in (flags or {}).items():
+        if value is None:
+            continue
+        *parents, leaf = path.split(".")
+        table = overrides
+        for p in parents:
+            table = table.setdefault(p, {})
+        table[leaf] = value
+        typed[path] = flag
     with use_config_file(config_file or config_file_path()):
         try:
             return cls(**overrides)
         except ValidationError as e:
-            lines = [f"  {_where(cls, err['loc'])}: {err['msg']}" for err in e.errors()]
-            raise ConfigError(f"invalid {cls.section} configuration:\n" + "\n".join(lines)) from None
+            problems = []
+            for err in e.errors():
+                path = ".".join(str(p) for p in err["loc"])
+                msg = err["msg"].removeprefix("Value error, ")
+                given = next((f for p, f in typed.items() if path == p or path.startswith(p + ".")), None)
+                problems.append(f"{given}: {msg}" if given else f"{_where(cls, path)}: {msg}")
+            if all(p.startswith("--") for p in problems):
+                raise ConfigError("; ".join(problems)) from None
+            raise ConfigError(f"invalid {cls.section} configuration: " + "; ".join(problems)) from None
 
 
 def masked_dump(settings: BaseModel) -> dict[str, Any]:

@@ -9,19 +9,26 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 import typer
 
+from infra.cli import setting_help
 from infra.settings import load_settings
+from learner.ask.settings import Aggregation
 from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, code_space_of, with_code_space
+from learner.data import Format
+from learner.model.config import PRESETS, TrainMemoryMode
 from learner.pretraining.cli import pretrain_amortizer
-from learner.settings import LearnerSettings
+from learner.settings import Device, LearnerSettings
 
-PRESET_HELP = "Model preset: tiny, distilgpt2, gpt2-large, gpt2-xl, llama2-7b, smollm2-135m."
-FORMAT_HELP = (
-    "Dataset format: auto, squad, streamingqa-jsonl, streamingqa-csv, archivalqa, archivalqa-processed."
-)
+PRESET_HELP = f"Model preset: {', '.join(PRESETS)}."
+FORMAT_HELP = "Dataset format (auto: from the extension and the CSV header)."
+Init = Literal["scratch", "pretrained"]
+MixedPrecision = Literal["auto", "no", "bf16"]
+CodebookUpdate = Literal["gradient", "ema"]  # ModelConfig.codebook_update
+EvalMemory = Literal["compressed", "full", "none", "paragraph"]
+Decoding = Literal["greedy", "paper"]
 
 
 def _setup(service: str = "learner") -> LearnerSettings:
@@ -40,18 +47,26 @@ def _setup(service: str = "learner") -> LearnerSettings:
 
 def synth(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write pretrain/train/val/test files into.")],
-    pretrain_docs: Annotated[int, typer.Option(help="Documents of the base-LM pretraining split.")] = 512,
-    train_docs: Annotated[int, typer.Option(help="Documents of the training split.")] = 1536,
-    val_docs: Annotated[int, typer.Option(help="Documents of the validation split.")] = 64,
-    test_docs: Annotated[int, typer.Option(help="Documents of the test split.")] = 64,
-    bank_size: Annotated[int, typer.Option(help="Documents per bank with distinct first names.")] = 32,
-    relations: Annotated[int, typer.Option(help="How many fact kinds (job, city, pet) to use.")] = 3,
-    values: Annotated[int, typer.Option(help="Possible values per fact kind (2-16).")] = 16,
-    min_distractors: Annotated[int, typer.Option(help="Fewest distractor sentences per document.")] = 1,
-    max_distractors: Annotated[int, typer.Option(help="Most distractor sentences per document.")] = 2,
+    pretrain_docs: Annotated[
+        int, typer.Option(min=0, help="Documents of the base-LM pretraining split.")
+    ] = 512,
+    train_docs: Annotated[int, typer.Option(min=0, help="Documents of the training split.")] = 1536,
+    val_docs: Annotated[int, typer.Option(min=0, help="Documents of the validation split.")] = 64,
+    test_docs: Annotated[int, typer.Option(min=0, help="Documents of the test split.")] = 64,
+    bank_size: Annotated[int, typer.Option(min=1, help="Documents per bank with distinct first names.")] = 32,
+    relations: Annotated[
+        int, typer.Option(min=1, max=3, help="How many fact kinds (job, city, pet) to use.")
+    ] = 3,
+    values: Annotated[int, typer.Option(min=2, max=16, help="Possible values per fact kind.")] = 16,
+    min_distractors: Annotated[
+        int, typer.Option(min=0, help="Fewest distractor sentences per document.")
+    ] = 1,
+    max_distractors: Annotated[int, typer.Option(min=0, help="Most distractor sentences per document.")] = 2,
     train_people: Annotated[
         int,
-        typer.Option(help="Distinct people of the train split (they recur with new facts); 0: all distinct."),
+        typer.Option(
+            min=0, help="Distinct people of the train split (they recur with new facts); 0: all distinct."
+        ),
     ] = 640,
     seed: Annotated[int, typer.Option(help="Random seed; the output is a function of all options.")] = 0,
 ) -> None:
@@ -102,28 +117,41 @@ def _train_overrides(**values: Any) -> dict[str, Any]:
 def train(
     preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "tiny",
     init: Annotated[
-        str, typer.Option(help="pretrained (HF names or local paths) or scratch (random weights).")
+        Init, typer.Option(help="pretrained (HF names or local paths) or scratch (random weights).")
     ] = "scratch",
     train_data: Annotated[
-        Path | None, typer.Option("--train", "--train-data", help="Training QA file.")
+        Path | None,
+        typer.Option(
+            "--train", "--train-data", help="Training QA file. [default: none; required unless --dry-run]"
+        ),
     ] = None,
-    val_data: Annotated[Path | None, typer.Option("--val", "--val-data", help="Validation QA file.")] = None,
-    data_format: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "auto",
+    val_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--val", "--val-data", help="Validation QA file. [default: none; required unless --dry-run]"
+        ),
+    ] = None,
+    data_format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = "auto",
     documents: Annotated[
-        Path | None, typer.Option(help="Documents file for --train (StreamingQA JSONL, ArchivalQA).")
+        Path | None,
+        typer.Option(help="Documents file for --train (StreamingQA JSONL, ArchivalQA). [default: none]"),
     ] = None,
-    val_documents: Annotated[Path | None, typer.Option(help="Documents file for --val.")] = None,
+    val_documents: Annotated[
+        Path | None, typer.Option(help="Documents file for --val. [default: none]")
+    ] = None,
     lm_corpus: Annotated[
-        Path | None, typer.Option(help="QA file whose texts pretrain a from-scratch base LM.")
+        Path | None, typer.Option(help="QA file whose texts pretrain a from-scratch base LM. [default: none]")
     ] = None,
     base_lm: Annotated[
-        Path | None, typer.Option(help="Local trained base LM (+ tokenizer) to use instead.")
+        Path | None,
+        typer.Option(help="Local trained base LM (+ tokenizer) to use instead. [default: the preset's]"),
     ] = None,
     run_dir: Annotated[
-        Path | None, typer.Option(help="Run folder (default: <runs_dir>/<preset>-<memory>).")
+        Path | None,
+        typer.Option(help="Run folder. [default: RUNS_DIR/PRESET-MEMORY; RUNS_DIR is runs, MBC_RUNS_DIR]"),
     ] = None,
     memory: Annotated[
-        str,
+        TrainMemoryMode,
         typer.Option(
             help="compressed (MBC), full (MAC baseline), none (closed-book baseline: KV-LoRA on the question "
             "alone) or paragraph (KV-LoRA with the gold paragraph in the prompt: the ceiling)."
@@ -133,50 +161,59 @@ def train(
         float | None,
         typer.Option(
             help="Share of training questions whose memory is only their own document (the others: "
-            "the whole batch). Default 0."
+            "the whole batch). [default: 0]"
         ),
     ] = None,
     codes_per_vector: CodesPerVector = None,
     code_dim: CodeDim = None,
     code_cosine: CodeCosine = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (preset default otherwise).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Documents with gradients per micro-batch.")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs. [default: the preset's]")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Documents with gradients per micro-batch. [default: the preset's]")
+    ] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option(help="Micro-batches per optimizer step. [default: the preset's]")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate. [default: the preset's]")] = None,
     backprop_fraction: Annotated[
-        float | None, typer.Option(help="MAC backprop dropout fraction (0, 1].")
+        float | None, typer.Option(help="MAC backprop dropout fraction (0, 1]. [default: the preset's]")
     ] = None,
     patience: Annotated[
-        int | None, typer.Option(help="Early-stopping patience in evaluations (-1 disables).")
+        int | None,
+        typer.Option(help="Early-stopping patience in evaluations (-1 disables). [default: the preset's]"),
     ] = None,
     eval_every: Annotated[
-        int | None, typer.Option(help="Evaluate every N optimizer steps (default: each epoch).")
+        int | None, typer.Option(help="Evaluate every N optimizer steps. [default: each epoch]")
     ] = None,
     max_steps: Annotated[
-        int | None, typer.Option(help="Stop (saving `last`) after this many optimizer steps.")
+        int | None,
+        typer.Option(help="Stop (saving `last`) after this many optimizer steps. [default: no limit]"),
     ] = None,
     max_minutes: Annotated[
         float | None,
-        typer.Option(help="Stop in time to save `last` within this many minutes of wall-clock time."),
+        typer.Option(
+            help="Stop in time to save `last` within this many minutes of wall-clock time. [default: no limit]"
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed. [default: the preset's]")] = None,
     retrieval_warmup: Annotated[
-        int | None, typer.Option(help="Retrieval warm-up steps (random-init encoders).")
+        int | None,
+        typer.Option(help="Retrieval warm-up steps (random-init encoders). [default: the preset's]"),
     ] = None,
     retrieval_warmup_lr: Annotated[
-        float | None, typer.Option(help="Adam learning rate of the retrieval warm-up (default 1e-3).")
+        float | None, typer.Option(help="Adam learning rate of the retrieval warm-up. [default: 1e-3]")
     ] = None,
     lm_pretrain_epochs: Annotated[
-        int | None, typer.Option(help="Epochs of base-LM pretraining on --lm-corpus.")
+        int | None, typer.Option(help="Epochs of base-LM pretraining on --lm-corpus. [default: the preset's]")
     ] = None,
     codebook_update: Annotated[
-        str | None,
-        typer.Option(help="gradient (the paper) or ema (EMA k-means codes); default: the preset's."),
+        CodebookUpdate | None,
+        typer.Option(help="gradient (the paper) or ema (EMA k-means codes). [default: the preset's]"),
     ] = None,
     tokenizer_vocab_size: Annotated[
-        int | None, typer.Option(help="Vocabulary size of a from-scratch tokenizer.")
+        int | None, typer.Option(help="Vocabulary size of a from-scratch tokenizer. [default: the preset's]")
     ] = None,
-    mixed_precision: Annotated[str, typer.Option(help="auto (bf16 on GPU), no or bf16.")] = "auto",
+    mixed_precision: Annotated[MixedPrecision, typer.Option(help="auto (bf16 on GPU), no or bf16.")] = "auto",
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --run-dir from its `last` checkpoint.")
     ] = False,
@@ -184,7 +221,7 @@ def train(
         Path | None,
         typer.Option(
             help="Start from the weights of this checkpoint (or run folder: its `last`), e.g. "
-            "`mbc pretrain-amortizer`'s; optimizer and schedule start afresh."
+            "`mbc pretrain-amortizer`'s; optimizer and schedule start afresh. [default: none]"
         ),
     ] = None,
     dry_run: Annotated[
@@ -195,7 +232,7 @@ def train(
         bool,
         typer.Option(
             help="Debugging: each process appends the example ids of every micro-batch it trains on "
-            "to <run-dir>/trace/rank<R>.jsonl."
+            "to RUN_DIR/trace/rankR.jsonl."
         ),
     ] = False,
 ) -> None:
@@ -207,9 +244,11 @@ def train(
     --cpu --num_processes N` starts a single process unless given an MPI hostfile.)
     """
     from learner.errors import ConfigValueError
-    from learner.model.config import TrainMemoryMode, get_preset
+    from learner.model.config import get_preset
 
     settings = _setup()
+    if preset not in PRESETS:
+        raise ConfigValueError(f"--preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     p = get_preset(preset)
     if dry_run:
         typer.echo(_breakdown_for_preset(preset))
@@ -218,14 +257,10 @@ def train(
 
     if mixed_precision == "auto":
         mixed_precision = "bf16" if torch.cuda.is_available() else "no"
-    if memory not in ("compressed", "full", "none", "paragraph") or mixed_precision not in ("no", "bf16"):
-        raise ConfigValueError(
-            "--memory must be compressed|full|none|paragraph and --mixed-precision auto|no|bf16"
-        )
     tcfg = dataclasses.replace(
         p.train,
-        memory=cast(TrainMemoryMode, memory),
-        mixed_precision=cast(Literal["no", "bf16"], mixed_precision),
+        memory=memory,
+        mixed_precision=mixed_precision,
         **_train_overrides(
             epochs=epochs,
             batch_size=batch_size,
@@ -247,16 +282,12 @@ def train(
 
         mcfg = code_space_of(read_meta(resolve_checkpoint(init_from, "last")).model, mcfg)
     if codebook_update is not None:
-        if codebook_update not in ("gradient", "ema"):
-            raise ConfigValueError("--codebook-update must be gradient or ema")
-        mcfg = dataclasses.replace(mcfg, codebook_update=cast(Literal["gradient", "ema"], codebook_update))
+        mcfg = dataclasses.replace(mcfg, codebook_update=codebook_update)
     if patience is not None:
         tcfg = dataclasses.replace(tcfg, patience=None if patience < 0 else patience)
     tcfg.validate()
     if train_data is None or val_data is None:
         raise ConfigValueError("--train and --val are required (or use --dry-run)")
-    if init not in ("scratch", "pretrained"):
-        raise ConfigValueError("--init must be scratch or pretrained")
     from learner.data import load_dataset
     from learner.model.build import param_breakdown
     from learner.training.spec import RunSpec
@@ -270,7 +301,7 @@ def train(
         run_dir,
         mcfg,
         tcfg,
-        init,  # type: ignore[arg-type]
+        init,
         str(base_lm) if base_lm else None,
         corpus,
         trace_batches=trace_batches,
@@ -297,21 +328,21 @@ def evaluate(
         Path, typer.Option(help="Checkpoint folder, or a run folder (uses checkpoints/best-loss).")
     ],
     data: Annotated[Path, typer.Option(help="Test QA file.")],
-    data_format: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "auto",
+    data_format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = "auto",
     documents: Annotated[
-        Path | None, typer.Option(help="Documents file (StreamingQA JSONL, ArchivalQA).")
+        Path | None, typer.Option(help="Documents file (StreamingQA JSONL, ArchivalQA). [default: none]")
     ] = None,
     num_docs: Annotated[
-        int | None, typer.Option(help="Bank size: the first N documents (default all).")
+        int | None, typer.Option(help="Bank size: the first N documents. [default: all]")
     ] = None,
     memory: Annotated[
-        str,
+        EvalMemory,
         typer.Option(
             help="compressed, full, none (base LM alone) or paragraph (gold paragraph in the prompt, KV-LoRA, no memory)."
         ),
     ] = "compressed",
     aggregation: Annotated[
-        str, typer.Option(help="counts (exact, O(distinct codes)) or naive (every stored code).")
+        Aggregation, typer.Option(help="counts (exact, O(distinct codes)) or naive (every stored code).")
     ] = "counts",
     oracle: Annotated[
         bool,
@@ -322,18 +353,23 @@ def evaluate(
         ),
     ] = False,
     decoding: Annotated[
-        str, typer.Option(help="greedy, or paper (12 beams, 4 groups, diversity 10).")
+        Decoding, typer.Option(help="greedy, or paper (12 beams, 4 groups, diversity 10).")
     ] = "greedy",
     batch_size: Annotated[int, typer.Option(help="Documents / questions per batch.")] = 16,
     out: Annotated[
-        Path | None, typer.Option(help="Folder for <stem>_questions.csv and <stem>_summary.json.")
+        Path | None,
+        typer.Option(help="Folder for STEM_questions.csv and STEM_summary.json. [default: CHECKPOINT/eval]"),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default from settings).")] = None,
-    bf16: Annotated[bool, typer.Option(help="bf16 autocast (GPU).")] = False,
+    device: Annotated[
+        Device | None,
+        typer.Option(help=setting_help("auto: CUDA when available.", LearnerSettings, "device")),
+    ] = None,
+    bf16: Annotated[bool, typer.Option("--bf16/--no-bf16", help="bf16 autocast (GPU).")] = False,
     base_lm: Annotated[
         str | None,
         typer.Option(
-            help="Where the checkpoint's base LM is now (e.g. a .gguf path); must be the same file."
+            help="Where the checkpoint's base LM is now (e.g. a .gguf path); must be the same file. "
+            "[default: where the checkpoint says]"
         ),
     ] = None,
 ) -> None:
@@ -341,23 +377,18 @@ def evaluate(
     import torch
 
     from learner.checkpoint import load_checkpoint
+    from learner.checkpoint_option import require_checkpoint
     from learner.data import load_dataset
-    from learner.errors import ConfigValueError
     from learner.eval.online import DecodeConfig, online_eval, write_report
 
     settings = _setup()
-    if memory not in ("compressed", "full", "none", "paragraph") or aggregation not in ("counts", "naive"):
-        raise ConfigValueError(
-            "--memory must be compressed|full|none|paragraph and --aggregation counts|naive"
-        )
-    if decoding not in ("greedy", "paper"):
-        raise ConfigValueError("--decoding must be greedy or paper")
     choice = device or settings.device
     dev = torch.device(
         "cuda" if choice == "auto" and torch.cuda.is_available() else ("cpu" if choice == "auto" else choice)
     )
-    model, tokenizers, meta = load_checkpoint(checkpoint, dev, lm_source=base_lm)
-    ds = load_dataset(data, data_format, documents)
+    path = require_checkpoint(checkpoint, True)
+    ds = load_dataset(data, data_format, documents)  # a wrong file is reported before the model loads
+    model, tokenizers, meta = load_checkpoint(path, dev, lm_source=base_lm)
     dec = (
         DecodeConfig.paper()
         if decoding == "paper"
@@ -371,7 +402,7 @@ def evaluate(
         ds,
         num_docs=num_docs,
         memory=memory,
-        aggregation=aggregation,  # type: ignore[arg-type]
+        aggregation=aggregation,
         decode=dec,
         batch_size=batch_size,
         device=dev,

@@ -31,3 +31,7 @@ class CheckpointError(LearnerError):
 
 class ModelLoadError(LearnerError):
     """A model or tokenizer could not be loaded (offline, missing local files, missing extra)."""
+
+
+class BlankQuestion(LearnerError):
+    """A question with nothing to answer: empty, or only spaces (`mbc ask` exit 2, POST /ask 422)."""

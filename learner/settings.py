@@ -13,13 +13,15 @@ from pydantic import Field
 
 from infra.settings import ServiceSettings
 
+Device = Literal["auto", "cpu", "cuda"]  # every command's --device / MBC_DEVICE
+
 
 class LearnerSettings(ServiceSettings):
     """Where runs go, which device to use, and whether the Hugging Face hub may be contacted."""
 
     section: ClassVar[str] = "learner"
     runs_dir: Path = Field(Path("runs"), description="default parent folder of training runs")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
+    device: Device = Field("auto", description="auto: CUDA when available")
     hf_offline: bool = Field(
         True, description="set HF_HUB_OFFLINE=1 so that nothing is downloaded (models load from local paths)"
     )

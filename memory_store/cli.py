@@ -8,22 +8,29 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from infra.cli import (
+    DatabaseUrlOption,
+    SinceOption,
+    SourceOption,
+    UntilOption,
+    check_window,
+    parse_time,
+    setting_help,
+)
+from memory_store.settings import StoreSettings
+
 if TYPE_CHECKING:
-    from memory_store.settings import StoreSettings
     from memory_store.store import MemoryStore
 
-store_app = typer.Typer(help="The memory store: schema migrations, stats, views and the reader service.")
+store_app = typer.Typer(
+    help="The memory store: schema migrations, stats, views and the reader service.", no_args_is_help=True
+)
 
-UrlOption = Annotated[
-    str | None,
-    typer.Option("--url", help="Database URL (overrides MBC_DATABASE__URL and the config file)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JsonOption = Annotated[bool, typer.Option("--json/--no-json", help="Print JSON instead of a table.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -31,43 +38,40 @@ def register(app: typer.Typer) -> None:
     app.add_typer(store_app, name="store")
 
 
-def _settings(url: str | None) -> StoreSettings:
-    from pydantic import SecretStr
-
+def _settings(url: str | None, **flags: tuple[str, Any]) -> StoreSettings:
     from infra.logging import configure_logging
     from infra.settings import load_settings
-    from memory_store.settings import StoreSettings
 
-    s = load_settings(StoreSettings)
-    if url:
-        s = s.model_copy(update={"database": s.database.model_copy(update={"url": SecretStr(url)})})
+    s = load_settings(StoreSettings, flags={"--database-url": ("database.url", url), **flags})
     configure_logging("store", s.log_level, s.log_json)
     if s.log_level != "DEBUG":  # Alembic narrates every step at INFO
         logging.getLogger("alembic").setLevel(logging.WARNING)
     return s
 
 
-def _open(s: StoreSettings, auto_migrate: bool | None = None) -> MemoryStore:
+def _open(s: StoreSettings, *, read_only: bool) -> MemoryStore:
+    """The store; ``read_only`` commands never create a database (nor migrate one)."""
     from memory_store.store import MemoryStore
 
     return MemoryStore(
         s.database.url.get_secret_value(),
-        auto_migrate=s.auto_migrate if auto_migrate is None else auto_migrate,
+        auto_migrate=s.auto_migrate,
         index_dir=s.index_dir,
         pool_size=s.database.pool_size,
+        read_only=read_only,
     )
 
 
 @store_app.command("migrate")
 def migrate(
-    url: UrlOption = None,
-    revision: Annotated[str, typer.Option(help="Target revision (default: the newest).")] = "head",
+    database_url: DatabaseUrlOption = None,
+    revision: Annotated[str, typer.Option(help="Target revision ('head': the newest).")] = "head",
 ) -> None:
     """Create or upgrade the store's tables and views to the newest (or a given) revision."""
     from memory_store import migrate as m
     from memory_store.db import make_engine
 
-    s = _settings(url)
+    s = _settings(database_url)
     engine = make_engine(s.database.url.get_secret_value())
     try:
         before = m.current_revision(engine)
@@ -80,7 +84,7 @@ def migrate(
 @store_app.command("downgrade")
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision; 'base' removes every store table.")],
-    url: UrlOption = None,
+    database_url: DatabaseUrlOption = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do it: downgrading may drop data.")] = False,
 ) -> None:
     """Downgrade the store's schema to an older revision (drops what newer revisions added)."""
@@ -89,8 +93,8 @@ def downgrade(
 
     if not yes:
         raise typer.BadParameter("downgrading may drop data; add --yes to go ahead", param_hint="--yes")
-    s = _settings(url)
-    engine = make_engine(s.database.url.get_secret_value())
+    s = _settings(database_url)
+    engine = make_engine(s.database.url.get_secret_value(), must_exist=True)
     try:
         before = m.current_revision(engine)
         m.downgrade(engine, revision)
@@ -102,12 +106,12 @@ def downgrade(
 
 
 @store_app.command("stats")
-def stats(url: UrlOption = None, as_json: JsonOption = False) -> None:
+def stats(database_url: DatabaseUrlOption = None, as_json: JsonOption = False) -> None:
     """Print how large the memory is and what a float memory of the same documents would need."""
     from dataclasses import asdict
 
-    s = _settings(url)
-    with _open(s) as store:
+    s = _settings(database_url)
+    with _open(s, read_only=True) as store:
         st = store.stats()
     data = {**asdict(st), "compression_ratio": st.compression_ratio, "database": s.database.display_url()}
     _print(data, as_json)
@@ -115,19 +119,19 @@ def stats(url: UrlOption = None, as_json: JsonOption = False) -> None:
 
 @store_app.command("counts")
 def counts(
-    url: UrlOption = None,
-    since: Annotated[
-        datetime | None, typer.Option(help="Only documents published at or after (UTC).")
-    ] = None,
-    until: Annotated[datetime | None, typer.Option(help="Only documents published before (UTC).")] = None,
-    source: Annotated[str | None, typer.Option(help="Only documents of this source.")] = None,
-    version: Annotated[int | None, typer.Option(help="Only this codebook version.")] = None,
+    database_url: DatabaseUrlOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    source: SourceOption = None,
+    version: Annotated[int | None, typer.Option(help="Only this codebook version. [default: all]")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Print exact code counts per (codebook version, code) for a slice of the memory."""
-    s = _settings(url)
-    with _open(s) as store:
-        rows = store.counts(since=since, until=until, source=source, version=version)
+    lo, hi = parse_time(since, "--since"), parse_time(until, "--until")
+    check_window(lo, hi)
+    s = _settings(database_url)
+    with _open(s, read_only=True) as store:
+        rows = store.counts(since=lo, until=hi, source=source, version=version)
     if as_json:
         typer.echo(json.dumps([r._asdict() for r in rows]))
         return
@@ -139,7 +143,7 @@ def counts(
 @store_app.command("views")
 def views(
     name: Annotated[str | None, typer.Argument(help="A view to print; omit to list the views.")] = None,
-    url: UrlOption = None,
+    database_url: DatabaseUrlOption = None,
     limit: Annotated[
         int, typer.Option(help="Print at most this many rows (the newest for growth views).")
     ] = 50,
@@ -153,9 +157,9 @@ def views(
             typer.echo(f"{view}\t{text}")
         return
     if name not in VIEWS:
-        raise typer.BadParameter(f"unknown view {name!r}; known: {', '.join(VIEWS)}")
-    s = _settings(url)
-    with _open(s) as store:
+        raise typer.BadParameter(f"unknown view {name!r}; known: {', '.join(VIEWS)}", param_hint="NAME")
+    s = _settings(database_url)
+    with _open(s, read_only=True) as store:
         columns, rows = read_view(store.engine, name, limit)
     if as_json:
         typer.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
@@ -166,23 +170,23 @@ def views(
 @store_app.command("delete")
 def delete(
     doc_ids: Annotated[list[str], typer.Argument(help="Ids of the documents to delete.")],
-    url: UrlOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Delete documents; their codes leave the counts in the same transaction."""
-    s = _settings(url)
-    with _open(s) as store:
+    s = _settings(database_url)
+    with _open(s, read_only=False) as store:
         gone = store.delete_documents(doc_ids)
     typer.echo(f"deleted {len(gone)} of {len(set(doc_ids))} documents")
 
 
 @store_app.command("reindex")
 def reindex(
-    url: UrlOption = None,
-    version: Annotated[int | None, typer.Option(help="Only this codebook version.")] = None,
+    database_url: DatabaseUrlOption = None,
+    version: Annotated[int | None, typer.Option(help="Only this codebook version. [default: all]")] = None,
 ) -> None:
     """Rebuild the FAISS index files of the codebook versions from the database."""
-    s = _settings(url)
-    with _open(s) as store:
+    s = _settings(database_url)
+    with _open(s, read_only=False) as store:
         versions = [version] if version is not None else [i.version for i in store.codebook_versions()]
         for v in versions:
             store.code_index(v)  # raises UnknownCodebookVersion early
@@ -192,9 +196,13 @@ def reindex(
 
 @store_app.command("serve")
 def serve(
-    url: UrlOption = None,
-    host: Annotated[str | None, typer.Option(help="Address to bind (default: [store] api_host).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (default: [store] api_port).")] = None,
+    database_url: DatabaseUrlOption = None,
+    host: Annotated[
+        str | None, typer.Option(help=setting_help("Address to bind.", StoreSettings, "api_host"))
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help=setting_help("Port to listen on.", StoreSettings, "api_port"))
+    ] = None,
 ) -> None:
     """Run the reader service (FastAPI): health, stats, codebooks, counts, documents.
 
@@ -207,7 +215,7 @@ def serve(
     from infra.logging import get_logger
     from memory_store.api import ApiLimits, create_app, reader_tokens
 
-    s = _settings(url)
+    s = _settings(database_url, **{"--host": ("api_host", host), "--port": ("api_port", port)})
     tokens = reader_tokens(s.api_read_token, s.api_admin_token)
     if tokens.open:
         old = " (MBC_API_TOKEN is no longer read)" if os.environ.get("MBC_API_TOKEN") else ""
@@ -216,13 +224,17 @@ def serve(
             f"MBC_API_ADMIN_TOKEN (admin scope), or api_read_token / api_admin_token in [store]{old}"
         )
     limits = ApiLimits(s.api_max_nearest_vectors, s.api_max_nearest_k)
-    bind = host or s.api_host
-    get_logger("mbc.store").info(
-        "reader service starting", host=bind, auth=tokens.describe(), scopes=tokens.enabled
-    )
-    with _open(s) as store:
+    with _open(s, read_only=False) as store:  # the admin scope deletes and reindexes
+        get_logger("mbc.store").info(
+            "reader service starting",
+            host=s.api_host,
+            port=s.api_port,
+            database=s.database.display_url(),
+            auth=tokens.describe(),
+            scopes=tokens.enabled,
+        )
         app = create_app(store, s.api_read_token, s.api_admin_token, limits)
-        uvicorn.run(app, host=bind, port=port or s.api_port, log_config=None)
+        uvicorn.run(app, host=s.api_host, port=s.api_port, log_config=None)
 
 
 def _print(data: dict[str, Any], as_json: bool) -> None:

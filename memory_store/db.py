@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from infra.logging import get_logger
 from infra.retry import Backoff, retry
+from infra.settings import mask_url
 from memory_store.errors import DatabaseUnreachable, StoreBusy
 from memory_store.translate import driver_error, is_conflict, translate
 
@@ -39,10 +40,7 @@ WRITE_BACKOFF = Backoff(first_s=0.04, max_s=1.0)
 
 def display_url(url: str) -> str:
     """The URL with its password masked."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "**********"
+    return mask_url(url)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -53,15 +51,26 @@ def sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
-    """An engine configured for the store (see module docstring)."""
+def make_engine(url: str, pool_size: int = 5, *, must_exist: bool = False) -> Engine:
+    """An engine configured for the store (see module docstring).
+
+    ``must_exist``: the caller will not create the schema (it only reads, or needs a migrated
+    store), so a SQLite file that does not exist is an error (:class:`DatabaseUnreachable`)
+    instead of a new empty database and folder."""
     try:
         u = make_url(url)
-    except sa.exc.ArgumentError as e:
-        raise DatabaseUnreachable(f"not a database URL: {display_url(url)} ({e})") from None
+    except sa.exc.ArgumentError:
+        raise DatabaseUnreachable(
+            f"{display_url(url)!r} is not a database URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)"
+        ) from None
     backend = u.get_backend_name()
     if backend == "sqlite":
         path = sqlite_path(url)
+        if path is not None and must_exist and not path.is_file():
+            raise DatabaseUnreachable(
+                f"no SQLite database at {path} (check --database-url or MBC_DATABASE__URL; "
+                "`mbc store migrate` or `mbc learn` creates one)"
+            )
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(u, pool_size=pool_size, max_overflow=pool_size)

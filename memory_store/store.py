@@ -47,12 +47,20 @@ class MemoryStore:
     """The compressed memory in a database (SQLite or PostgreSQL), plus FAISS indexes of codebooks."""
 
     def __init__(
-        self, url: str, *, auto_migrate: bool = False, index_dir: Path | None = None, pool_size: int = 5
+        self,
+        url: str,
+        *,
+        auto_migrate: bool = False,
+        index_dir: Path | None = None,
+        pool_size: int = 5,
+        read_only: bool = False,
     ) -> None:
+        """``auto_migrate``: create or upgrade the schema (else a store that needs it is an error,
+        and a missing SQLite file is not created); ``read_only``: never create or migrate."""
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size)
+        self.engine = make_engine(url, pool_size=pool_size, must_exist=read_only or not auto_migrate)
         try:
-            if auto_migrate:
+            if auto_migrate and not read_only:
                 upgrade(self.engine)
             ensure_current(self.engine)
         except sa.exc.OperationalError as e:

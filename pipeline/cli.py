@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
+from infra.cli import BootstrapServersOption, setting_help
 from infra.settings import load_settings
+from pipeline.replay.readers import ReplayFormat
 from pipeline.settings import PipelineSettings, ProducerSettings
 
 EXIT_FEEDS_FAILED = 3
@@ -23,15 +25,29 @@ topics_app = typer.Typer(help="Look at Kafka topics.", no_args_is_help=True)
 
 @produce_app.command("feeds")
 def produce_feeds(
-    url: Annotated[list[str] | None, typer.Option("--url", help="A feed URL (repeat for several).")] = None,
+    url: Annotated[
+        list[str] | None, typer.Option("--url", help="A feed URL (repeat for several). [default: none]")
+    ] = None,
     feeds_file: Annotated[
-        Path | None, typer.Option(help="A file with one feed URL per line (# starts a comment).")
+        Path | None,
+        typer.Option(help="A file with one feed URL per line (# starts a comment). [default: none]"),
     ] = None,
-    interval: Annotated[float | None, typer.Option(help="Seconds between two polls of a feed.")] = None,
-    once: Annotated[bool, typer.Option("--once", help="Poll every feed once, then exit.")] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            help=setting_help("Seconds between two polls of a feed.", ProducerSettings, "poll_interval_s")
+        ),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once/--no-once", help="Poll every feed once, then exit.")] = False,
     state_dir: Annotated[
-        Path | None, typer.Option(help="Where to remember what was published (survives restarts).")
+        Path | None,
+        typer.Option(
+            help=setting_help(
+                "Where to remember what was published (survives restarts).", ProducerSettings, "state_dir"
+            )
+        ),
     ] = None,
+    bootstrap_servers: BootstrapServersOption = None,
 ) -> None:
     """Poll RSS/Atom feeds and publish their new items; Ctrl-C or SIGTERM flushes and exits 0.
 
@@ -45,18 +61,27 @@ def produce_feeds(
     from pipeline.feeds.state import FeedState
     from pipeline.producer import DocumentProducer
 
-    settings = load_settings(ProducerSettings, poll_interval_s=interval, state_dir=state_dir)
+    settings = load_settings(
+        ProducerSettings,
+        flags={
+            "--interval": ("poll_interval_s", interval),
+            "--state-dir": ("state_dir", state_dir),
+            "--bootstrap-servers": ("kafka.bootstrap_servers", bootstrap_servers),
+        },
+    )
     configure_logging("producer", settings.log_level, settings.log_json)
-    urls = [check_url(u) for u in url or []]
+    urls = [check_url(u, "--url") for u in url or []]
     if feeds_file is not None:
         try:
-            urls += read_feeds_file(feeds_file.read_text())
-        except OSError as e:
-            raise PipelineError(f"cannot read feeds file {feeds_file}: {e.strerror}") from e
+            text = feeds_file.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) else "not a text file"
+            raise PipelineError(f"--feeds-file {feeds_file}: cannot read it ({why})") from e
+        urls += read_feeds_file(text, f"--feeds-file {feeds_file}")
     if not urls:
-        raise typer.BadParameter("give at least one --url or a --feeds-file with URLs")
+        raise typer.BadParameter("give at least one --url or a --feeds-file with URLs", param_hint="--url")
+    producer = DocumentProducer(settings)  # Kafka configured and reachable before any state is written
     state = FeedState(settings.state_dir)
-    producer = DocumentProducer(settings)
     try:
         summary = asyncio.run(FeedPoller(settings, urls, producer, state).run(once=once))
     finally:
@@ -77,28 +102,38 @@ def produce_feeds(
 def produce_replay(
     path: Annotated[Path, typer.Argument(help="The dataset file (.gz is fine).")],
     format: Annotated[
-        str | None,
-        typer.Option("--format", help="jsonl, csv, squad or streamingqa (default: from the file name)."),
+        ReplayFormat | None,
+        typer.Option("--format", help="The file's format. [default: from the file name]", show_default=False),
     ] = None,
     rate: Annotated[
-        float | None, typer.Option(min=0.001, help="At most this many documents per second.")
+        float | None,
+        typer.Option(min=0.001, help="At most this many documents per second. [default: no limit]"),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(min=0, help="Only the first N documents in publication order.")
+        int | None,
+        typer.Option(min=0, help="Only the first N documents in publication order. [default: all]"),
     ] = None,
     skip: Annotated[
         int, typer.Option(min=0, help="Leave out the first N documents in publication order (to resume).")
     ] = 0,
     source: Annotated[
-        str | None, typer.Option(help="Source name of the documents (default: the file name).")
+        str | None, typer.Option(help="Source name of the documents. [default: the file name]")
     ] = None,
     title_as_text: Annotated[
-        bool, typer.Option("--title-as-text", help="Use the title as text when a record has no body.")
+        bool,
+        typer.Option(
+            "--title-as-text/--no-title-as-text", help="Use the title as text when a record has no body."
+        ),
     ] = False,
     progress: Annotated[
         bool | None,
-        typer.Option("--progress/--no-progress", help="Show a progress bar (default: on a terminal)."),
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show a progress bar. [default: on a terminal]",
+            show_default=False,
+        ),
     ] = None,
+    bootstrap_servers: BootstrapServersOption = None,
 ) -> None:
     """Replay a dataset or news archive into the raw topic in publication order."""
     from infra.logging import configure_logging
@@ -106,7 +141,9 @@ def produce_replay(
     from pipeline.errors import DeliveryError
     from pipeline.replay.run import replay
 
-    settings = load_settings(ProducerSettings)
+    settings = load_settings(
+        ProducerSettings, flags={"--bootstrap-servers": ("kafka.bootstrap_servers", bootstrap_servers)}
+    )
     configure_logging("producer", settings.log_level, settings.log_json)
     with ShutdownRequest().installed() as stop:
         summary = replay(
@@ -133,15 +170,31 @@ def produce_replay(
 @pipeline_app.command("run")
 def pipeline_run(
     app_id: Annotated[
-        str | None, typer.Option(help="faust app id (consumer group, changelog prefix).")
+        str | None,
+        typer.Option(
+            help=setting_help("faust app id (consumer group, changelog prefix).", PipelineSettings, "app_id")
+        ),
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Prometheus port (0 picks a free one).", min=0, max=65535)
+        int | None,
+        typer.Option(
+            help=setting_help("Prometheus port (0 picks a free one).", PipelineSettings, "metrics_port")
+        ),
     ] = None,
     dedup_window: Annotated[
-        float | None, typer.Option(help="Seconds within which the same text from a source is a duplicate.")
+        float | None,
+        typer.Option(
+            help=setting_help(
+                "Seconds within which the same text from a source is a duplicate.",
+                PipelineSettings,
+                "dedup_window_s",
+            )
+        ),
     ] = None,
-    state_dir: Annotated[Path | None, typer.Option(help="faust's data directory.")] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help=setting_help("faust's data directory.", PipelineSettings, "state_dir"))
+    ] = None,
+    bootstrap_servers: BootstrapServersOption = None,
 ) -> None:
     """Run the stage docs.raw → docs.clean / docs.dlq until SIGINT/SIGTERM."""
     from infra.logging import configure_logging
@@ -149,10 +202,13 @@ def pipeline_run(
 
     settings = load_settings(
         PipelineSettings,
-        app_id=app_id,
-        metrics_port=metrics_port,
-        dedup_window_s=dedup_window,
-        state_dir=state_dir,
+        flags={
+            "--app-id": ("app_id", app_id),
+            "--metrics-port": ("metrics_port", metrics_port),
+            "--dedup-window": ("dedup_window_s", dedup_window),
+            "--state-dir": ("state_dir", state_dir),
+            "--bootstrap-servers": ("kafka.bootstrap_servers", bootstrap_servers),
+        },
     )
     configure_logging("pipeline", settings.log_level, settings.log_json)
     run_stage(settings)
@@ -160,12 +216,15 @@ def pipeline_run(
 
 @pipeline_app.command("stats")
 def pipeline_stats(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json/--no-json", help="Print JSON instead of a table.")] = False,
+    bootstrap_servers: BootstrapServersOption = None,
 ) -> None:
     """Show the stage's accounting: raw messages against accepted, duplicate and rejected."""
     from pipeline.stage.accounting import read_accounting
 
-    settings = load_settings(PipelineSettings)
+    settings = load_settings(
+        PipelineSettings, flags={"--bootstrap-servers": ("kafka.bootstrap_servers", bootstrap_servers)}
+    )
     books = read_accounting(settings)
     if as_json:
         typer.echo(json.dumps(books.summary(), indent=2))
@@ -192,22 +251,30 @@ def pipeline_stats(
 def topics_tail(
     topic: Annotated[str, typer.Argument(help="The topic to read, e.g. docs.clean.")],
     from_beginning: Annotated[
-        bool, typer.Option("--from-beginning", help="Start at the first message instead of new ones.")
+        bool,
+        typer.Option(
+            "--from-beginning/--no-from-beginning", help="Start at the first message instead of new ones."
+        ),
     ] = False,
-    count: Annotated[int | None, typer.Option(min=1, help="Stop after this many messages.")] = None,
+    count: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many messages. [default: no limit]")
+    ] = None,
     follow: Annotated[
         bool,
         typer.Option(
-            "--follow/--no-follow", help="Keep waiting for new messages (default) or stop at the end."
+            "--follow/--no-follow", help="Keep waiting for new messages, or stop at the end of the topic."
         ),
     ] = True,
+    bootstrap_servers: BootstrapServersOption = None,
 ) -> None:
     """Print a topic's messages for a person: key, partition, offset, time and a summary of the value."""
     from infra.logging import configure_logging
     from pipeline.tail import format_record
     from pipeline.topic_reader import read
 
-    settings = load_settings(ProducerSettings)
+    settings = load_settings(
+        ProducerSettings, flags={"--bootstrap-servers": ("kafka.bootstrap_servers", bootstrap_servers)}
+    )
     configure_logging("producer", settings.log_level, settings.log_json)
     try:
         for rec in read(settings.kafka, topic, from_beginning=from_beginning, follow=follow, limit=count):

@@ -22,7 +22,7 @@ from confluent_kafka import (
 )
 
 from infra.errors import BrokerError
-from infra.kafka import confluent_config
+from infra.kafka import cluster_metadata, confluent_config
 from infra.settings import KafkaSettings
 
 
@@ -114,7 +114,9 @@ def read(
     timeout: float = 60.0,
 ) -> Iterator[Record]:
     """Messages of ``topic``: from the beginning (or from now), up to the end as of the call
-    unless ``follow``; at most ``limit``. Raises BrokerError if the end is not reached in time."""
+    unless ``follow``; at most ``limit``. Raises BrokerError if the end is not reached in time, or
+    at once (one line, no consumer log noise) if Kafka cannot be reached."""
+    cluster_metadata(kafka)
     consumer = _consumer(kafka)
     try:
         parts = partitions_of(consumer, topic)

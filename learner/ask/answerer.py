@@ -12,7 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from learner.ask.question import question_problem
 from learner.checkpoint import load_checkpoint
+from learner.errors import BlankQuestion
 from learner.inference.answer import DecodeConfig, answer_questions
 from learner.inference.device import pick_device, sync
 from learner.model.memory import Aggregation, Memory, memory_from_counts, memory_naive
@@ -22,10 +24,13 @@ from memory_store.store import MemoryStore
 
 @dataclass(frozen=True)
 class Answer:
-    """An answer with what it was computed from and how long it took."""
+    """An answer with what it was computed from and how long it took.
+
+    A slice with no documents is refused, not answered closed-book: ``answer`` is None and
+    ``refusal`` says why (``mbc ask`` exits 3; ``POST /ask`` returns this as JSON)."""
 
     question: str
-    answer: str
+    answer: str | None
     documents: int  # documents in the memory slice
     memory_rows: int  # rows the aggregator attended over (distinct codes with counts; every code with naive)
     codebook_versions: list[int]
@@ -34,6 +39,7 @@ class Answer:
     since: str | None = None
     until: str | None = None
     source: str | None = None
+    refusal: str | None = None  # why there is no answer (the slice holds no documents)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,10 +103,18 @@ class Answerer:
         source: str | None = None,
         aggregation: Aggregation = "counts",
     ) -> Answer:
+        if problem := question_problem(question):
+            raise BlankQuestion(problem)
         t0 = time.perf_counter()
         memory, docs, versions = self.memory(since, until, source, aggregation)
-        text = answer_questions(self.model, self.texts, [question], memory, self.decode, 1, self.device)[0]
-        sync(self.device)
+        text, refusal = None, None
+        if memory is None:
+            refusal = self._nothing_in(since, until, source)
+        else:
+            text = answer_questions(self.model, self.texts, [question], memory, self.decode, 1, self.device)[
+                0
+            ]
+            sync(self.device)
         return Answer(
             question=question,
             answer=text,
@@ -112,4 +126,16 @@ class Answerer:
             since=since.isoformat() if since else None,
             until=until.isoformat() if until else None,
             source=source,
+            refusal=refusal,
         )
+
+    def _nothing_in(self, since: datetime | None, until: datetime | None, source: str | None) -> str:
+        """Why an empty slice has no answer: an empty store, or a slice that matches nothing."""
+        bounds = [
+            f"source {source!r}" if source is not None else "",
+            f"since {since.isoformat()}" if since else "",
+            f"until {until.isoformat()}" if until else "",
+        ]
+        if not any(bounds) or not self.store.counts():
+            return "the memory store holds no documents yet: nothing to answer from"
+        return f"no stored document is in this slice ({', '.join(b for b in bounds if b)}): nothing to answer from"

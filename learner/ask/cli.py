@@ -3,114 +3,139 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from infra.cli import DatabaseUrlOption, SinceOption, SourceOption, UntilOption, setting_help
+from learner.ask.settings import Aggregation, AskSettings
+from learner.checkpoint_option import CheckpointOption
 
-def _when(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 time (e.g. 2026-11-26T12:00:00Z)", param_hint=name
-        ) from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def _settings(**overrides: Any) -> Any:
-    from infra.settings import load_settings
-    from learner.ask.settings import AskSettings
-
-    return load_settings(AskSettings, **overrides)
-
-
-def _open(settings: Any) -> tuple[Any, Any]:
-    if settings.checkpoint is None:  # before the heavy imports: a mistake is reported at once
-        raise typer.BadParameter(
-            "no checkpoint: pass --checkpoint or set MBC_CHECKPOINT", param_hint="--checkpoint"
-        )
+if TYPE_CHECKING:
     from learner.ask.answerer import Answerer
     from memory_store.store import MemoryStore
 
-    store = MemoryStore(settings.database.url.get_secret_value(), pool_size=settings.database.pool_size)
-    return store, Answerer(settings.checkpoint, store, settings.device, settings.max_new_tokens)
+EXIT_NO_ANSWER = 3  # the slice holds no documents: refused, not answered closed-book
+
+
+def _settings(**flags: tuple[str, Any]) -> AskSettings:
+    from infra.logging import configure_logging
+    from infra.settings import load_settings
+
+    settings = load_settings(AskSettings, flags=flags)
+    configure_logging("ask", settings.log_level, settings.log_json)
+    return settings
+
+
+def _open(settings: AskSettings, from_flag: bool) -> tuple[MemoryStore, Answerer]:
+    """The store (read-only: never created) and the answerer; the checkpoint is checked first."""
+    from learner.checkpoint_option import require_checkpoint
+
+    path = require_checkpoint(settings.checkpoint, from_flag)
+    from memory_store.store import MemoryStore
+
+    url = settings.database.url.get_secret_value()
+    store = MemoryStore(url, pool_size=settings.database.pool_size, read_only=True)
+    try:
+        from learner.ask.answerer import Answerer
+
+        return store, Answerer(path, store, settings.device, settings.max_new_tokens)
+    except BaseException:
+        store.close()
+        raise
 
 
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer from the memory.")],
-    checkpoint: Annotated[Path | None, typer.Option(help="Trained checkpoint directory.")] = None,
-    since: Annotated[
-        str | None, typer.Option(help="Only documents published at or after this ISO time.")
-    ] = None,
-    until: Annotated[str | None, typer.Option(help="Only documents published before this ISO time.")] = None,
-    source: Annotated[str | None, typer.Option(help="Only documents of this source.")] = None,
+    checkpoint: CheckpointOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    source: SourceOption = None,
     aggregation: Annotated[
-        str, typer.Option(help="counts (exact, O(distinct codes)) or naive (every code).")
-    ] = "counts",
-    database_url: Annotated[
-        str | None, typer.Option(help="Memory store URL (default: MBC_DATABASE__URL).")
+        Aggregation | None,
+        typer.Option(
+            help=setting_help(
+                "counts (exact, O(distinct codes)) or naive (every stored code).", AskSettings, "aggregation"
+            )
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    database_url: DatabaseUrlOption = None,
+    as_json: Annotated[bool, typer.Option("--json/--no-json", help="Print the answer as JSON.")] = False,
 ) -> None:
-    """Answer a question from a slice of the stored memory; prints the answer, slice size and latency."""
-    from infra.logging import configure_logging
+    """Answer a question from a slice of the stored memory; prints the answer, slice size and latency.
 
-    if aggregation not in ("counts", "naive"):
-        raise typer.BadParameter("must be counts or naive", param_hint="--aggregation")
-    overrides: dict[str, Any] = {"checkpoint": checkpoint}
-    if database_url:
-        overrides["database"] = {"url": database_url}
-    settings = _settings(**overrides)
-    configure_logging("ask", settings.log_level, settings.log_json)
-    lo, hi = _when(since, "--since"), _when(until, "--until")
-    if lo and hi and lo > hi:
-        raise typer.BadParameter("--since is after --until")
-    store, answerer = _open(settings)
+    The checkpoint must be the one `mbc learn` stored the memory with (the codes index its codebook).
+    A slice with no documents is refused, never answered from the model alone: `mbc ask` says why on
+    stderr and exits 3 (with --json the answer is null and `refusal` says why).
+
+    Exit codes: 0 answered; 2 a bad question, flag or setting, or an unreachable store; 3 no answer
+    (the slice holds no documents).
+    """
+    from infra.cli import check_window, parse_time
+    from learner.ask.question import question_problem
+    from learner.errors import BlankQuestion
+
+    if problem := question_problem(question):
+        raise BlankQuestion(problem)
+    lo, hi = parse_time(since, "--since"), parse_time(until, "--until")
+    check_window(lo, hi)
+    settings = _settings(
+        **{
+            "--checkpoint": ("checkpoint", checkpoint),
+            "--aggregation": ("aggregation", aggregation),
+            "--database-url": ("database.url", database_url),
+        }
+    )
+    store, answerer = _open(settings, from_flag=checkpoint is not None)
     with store:
-        result = answerer.ask(question, lo, hi, source, aggregation)  # type: ignore[arg-type]
+        result = answerer.ask(question, lo, hi, source, settings.aggregation)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
-        return
-    typer.echo(result.answer or "(empty answer)")
-    typer.secho(
-        f"  from {result.documents} documents ({result.memory_rows} memory rows, {result.aggregation}, "
-        f"codebook versions {result.codebook_versions or '-'}) in {result.latency_ms:.1f} ms",
-        dim=True,
-    )
+    elif result.answer is not None:
+        typer.echo(result.answer or "(empty answer)")
+        typer.secho(
+            f"  from {result.documents} documents ({result.memory_rows} memory rows, {result.aggregation}, "
+            f"codebook versions {result.codebook_versions or '-'}) in {result.latency_ms:.1f} ms; "
+            f"checkpoint {settings.checkpoint}",
+            dim=True,
+        )
+    if result.refusal is not None:
+        typer.secho(f"no answer: {result.refusal}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(EXIT_NO_ANSWER)
 
 
 def ask_serve(
-    checkpoint: Annotated[Path | None, typer.Option(help="Trained checkpoint directory.")] = None,
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
-    database_url: Annotated[
-        str | None, typer.Option(help="Memory store URL (default: MBC_DATABASE__URL).")
+    checkpoint: CheckpointOption = None,
+    host: Annotated[
+        str | None, typer.Option(help=setting_help("Interface to listen on.", AskSettings, "qa_host"))
     ] = None,
+    port: Annotated[
+        int | None, typer.Option(help=setting_help("Port to listen on.", AskSettings, "qa_port"))
+    ] = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Serve POST /ask (bearer token from MBC_QA_TOKEN) answering questions from the memory.
 
-    Without MBC_QA_TOKEN it listens on a loopback address only."""
+    Without MBC_QA_TOKEN it listens on a loopback address only. A slice with no documents gets
+    200 with `"answer": null` and `refusal` saying why; a blank question gets 422."""
     import uvicorn
 
     from infra.auth import check_bind
-    from infra.logging import configure_logging, get_logger
-
-    overrides: dict[str, Any] = {"checkpoint": checkpoint, "qa_host": host, "qa_port": port}
-    if database_url:
-        overrides["database"] = {"url": database_url}
-    settings = _settings(**overrides)
-    configure_logging("ask", settings.log_level, settings.log_json)
+    from infra.logging import get_logger
     from learner.ask.settings import qa_tokens
 
+    settings = _settings(
+        **{
+            "--checkpoint": ("checkpoint", checkpoint),
+            "--host": ("qa_host", host),
+            "--port": ("qa_port", port),
+            "--database-url": ("database.url", database_url),
+        }
+    )
     token = settings.qa_token.get_secret_value() if settings.qa_token else None
     tokens = qa_tokens(token)
     check_bind(settings.qa_host, tokens, "set MBC_QA_TOKEN (or qa_token in [ask]), or listen on 127.0.0.1")
-    store, answerer = _open(settings)  # torch is imported from here on
+    store, answerer = _open(settings, from_flag=checkpoint is not None)  # torch is imported from here on
     from learner.ask.service import AskLimits, build_app
 
     limits = AskLimits(
@@ -118,7 +143,10 @@ def ask_serve(
     )
     get_logger("mbc.ask").info(
         "QA service starting",
+        checkpoint=str(settings.checkpoint),
+        database=settings.database.display_url(),
         host=settings.qa_host,
+        port=settings.qa_port,
         auth=tokens.describe(),
         scopes=tokens.enabled,
         **vars(limits),

@@ -14,6 +14,9 @@ Bounded work per request (:class:`AskLimits`, settings ``qa_*``):
   (:mod:`infra.http`);
 * at most ``max_concurrent`` requests are admitted at once (waiting for the model or running on
   it; the model answers one at a time): one more gets 429;
+* a blank question (empty or no words) gets 422, as ``mbc ask`` exits 2 on it;
+* a slice with no documents is refused, not answered closed-book: 200 with ``"answer": null`` and
+  ``refusal`` saying why (``mbc ask`` prints the same decision and exits 3);
 * a request that has no answer after ``timeout_s`` gets 503. Its thread cannot be killed: it keeps
   its admission slot until it ends, so timed-out work still counts against the concurrency limit,
   and one that never got the model gives up without running.
@@ -35,6 +38,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from infra.http import limit_body_size, one_line_validation_errors, window_problem
 from learner.ask.answerer import Answer
+from learner.ask.question import question_problem
 from learner.ask.settings import ASK_SCOPE, qa_tokens
 
 MAX_BODY_BYTES = 64 * 1024  # a question of at most a few thousand characters and a slice
@@ -75,6 +79,13 @@ class AskRequest(BaseModel):
         "counts", description="always counts (exact, O(distinct codes)); naive is shell-only"
     )
 
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if problem := question_problem(v):
+            raise ValueError(problem)
+        return v
+
     @field_validator("aggregation", mode="before")
     @classmethod
     def _counts_only(cls, v: object) -> object:
@@ -88,7 +99,7 @@ class AskRequest(BaseModel):
 
 class AskResponse(BaseModel):
     question: str
-    answer: str
+    answer: str | None = Field(description="null when refused: the slice holds no documents")
     documents: int
     memory_rows: int
     codebook_versions: list[int]
@@ -97,6 +108,7 @@ class AskResponse(BaseModel):
     since: str | None = None
     until: str | None = None
     source: str | None = None
+    refusal: str | None = Field(None, description="why there is no answer; null when answered")
 
 
 class _TimedOut(Exception):

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import Field, SecretStr
 
 from infra.settings import DatabaseSettings, ServiceSettings
+from learner.settings import Device
 
 if TYPE_CHECKING:
     from infra.auth import ScopedTokens
 
 ASK_SCOPE = "ask"  # the one scope of POST /ask
+Aggregation = Literal["counts", "naive"]  # how a memory slice is aggregated (learner.model.memory)
 
 
 def qa_tokens(token: str | None) -> ScopedTokens:
@@ -28,8 +30,8 @@ class AskSettings(ServiceSettings):
     section: ClassVar[str] = "ask"
     database: DatabaseSettings = DatabaseSettings()
     checkpoint: Path | None = Field(None, description="trained checkpoint directory")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    aggregation: Literal["counts", "naive"] = Field(
+    device: Device = "auto"
+    aggregation: Aggregation = Field(
         "counts", description="how `mbc ask` aggregates the memory slice (POST /ask: always counts)"
     )
     max_new_tokens: int = Field(16, ge=1, le=256)

@@ -8,6 +8,10 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from infra.settings import DatabaseSettings, KafkaSettings, ServiceSettings, TopicSettings
+from learner.settings import Device
+
+CodebookMode = Literal["frozen", "ema"]
+Precision = Literal["auto", "bf16", "fp32", "autocast"]
 
 
 class WorkerSettings(ServiceSettings):
@@ -19,10 +23,10 @@ class WorkerSettings(ServiceSettings):
     database: DatabaseSettings = DatabaseSettings()
     group_id: str = Field("mbc-learner", description="Kafka consumer group shared by all workers")
     checkpoint: Path | None = Field(None, description="trained checkpoint directory (mbc train output)")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
+    device: Device = Field("auto", description="auto: CUDA when available")
     batch_max_size: int = Field(64, ge=1, le=100_000, description="documents per batch at most")
     batch_max_wait_s: float = Field(2.0, gt=0, le=3600, description="seconds a partial batch waits at most")
-    codebook: Literal["frozen", "ema"] = Field("frozen", description="keep the codebook or adapt it online")
+    codebook: CodebookMode = Field("frozen", description="keep the codebook or adapt it online")
     ema_decay: float = Field(0.99, gt=0, lt=1, description="EMA decay of online codebook updates")
     dead_code_threshold: float = Field(1e-4, ge=0, description="EMA usage under which a code is re-seeded")
     publish_every_docs: int = Field(
@@ -38,7 +42,7 @@ class WorkerSettings(ServiceSettings):
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="Prometheus /metrics and /healthz port"
     )
-    precision: Literal["auto", "bf16", "fp32", "autocast"] = Field(
+    precision: Precision = Field(
         "auto", description="amortizer weights: auto = bf16 on CUDA, fp32 on CPU; autocast = the slow path"
     )
     compile: bool = Field(False, description="torch.compile the amortizer (GPU; compiles per new shape)")

@@ -36,15 +36,20 @@ def demo(
         int, typer.Option(min=0, help="How many of the 32 questions to print (all are asked).")
     ] = 8,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write a machine-readable summary to this file.")
+        Path | None,
+        typer.Option(
+            "--json-out", help="Also write a machine-readable summary (JSON) to this file. [default: none]"
+        ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Show this process's own log lines.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose/--no-verbose", help="Show this process's own log lines.")
+    ] = False,
 ) -> None:
     """Run the whole system locally on a bundled stream, then report what it learned (see HELP)."""
     from infra.logging import configure_logging
 
     if json_path is not None and not json_path.resolve().parent.is_dir():
-        raise MbcError(f"--json {json_path}: folder {json_path.resolve().parent} does not exist")
+        raise MbcError(f"--json-out {json_path}: folder {json_path.resolve().parent} does not exist")
     configure_logging("demo", "INFO" if verbose else "ERROR")
     options = DemoOptions(
         keep=keep, timeout=timeout, questions=questions, json_path=json_path, verbose=verbose
@@ -86,7 +91,7 @@ HELP = _paragraphs(
     memory growth view, the codebook health per version, and answers to questions with the memory
     and without it (the base LM alone), next to the right answers.
 
-    Needs no network and no services; takes a minute or two on two CPU cores. Progress goes to
+    Needs no network and no services; takes about a minute on two CPU cores. Progress goes to
     stderr, the report to stdout. MBC_* settings and config files are ignored: the demo never
     touches a real Kafka or database. Every process it starts is stopped at the end, also on Ctrl-C,
     on a failure and on --timeout; the work folder is removed unless --keep names one.

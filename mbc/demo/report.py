@@ -1,4 +1,4 @@
-"""The text report of ``mbc demo``, rendered from its summary (the same data ``--json`` writes)."""
+"""The text report of ``mbc demo``, rendered from its summary (the same data ``--json-out`` writes)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The ``mbc demo`` run: start every service on a bundled stream, wait until the memory holds it,
 read the books, the store and the answers back, and stop everything whatever happens.
 
-:func:`run_demo` prints nothing to stdout and returns the summary (what ``mbc demo --json``
+:func:`run_demo` prints nothing to stdout and returns the summary (what ``mbc demo --json-out``
 writes); :mod:`mbc.demo.report` renders it and :mod:`mbc.demo.cli` is the command.
 """
 
@@ -103,7 +103,7 @@ class _Resources:
 
 
 def run_demo(options: DemoOptions, progress: Progress | None = None) -> dict[str, Any]:
-    """Run everything, print nothing to stdout, return the summary (see ``mbc demo --json``)."""
+    """Run everything, print nothing to stdout, return the summary (see ``mbc demo --json-out``)."""
     assets = bundled_assets(options.assets)
     progress = progress or Progress(STEPS)
     t0 = time.monotonic()

@@ -28,7 +28,7 @@ def score_questions(checkpoint: Path, questions: Path, store: Any, n_shown: int)
     rows = []
     docs = {"all": 0, "slice": 0}
     for q, without in zip(qa, bare, strict=True):
-        whole = answerer.ask(q["question"])
+        whole = answerer.ask(q["question"])  # the demo's memory holds documents: never refused
         sliced = answerer.ask(q["question"], source=KNOWLEDGE_SOURCE)
         docs = {"all": whole.documents, "slice": sliced.documents}
         rows.append(
@@ -38,8 +38,8 @@ def score_questions(checkpoint: Path, questions: Path, store: Any, n_shown: int)
                 "with_memory": whole.answer,
                 "with_memory_slice": sliced.answer,
                 "without_memory": without,
-                "correct_with_memory": bool(exact_match(whole.answer, q["answer"])),
-                "correct_with_memory_slice": bool(exact_match(sliced.answer, q["answer"])),
+                "correct_with_memory": bool(exact_match(whole.answer or "", q["answer"])),
+                "correct_with_memory_slice": bool(exact_match(sliced.answer or "", q["answer"])),
                 "correct_without_memory": bool(exact_match(without, q["answer"])),
                 "latency_ms": round(whole.latency_ms, 1),
             }

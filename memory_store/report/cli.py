@@ -11,39 +11,26 @@ from typing import Annotated
 
 import typer
 
+from infra.cli import DatabaseUrlOption
+
 
 def report(
     out: Annotated[
         Path, typer.Option("--out", help="Directory for report.md and the PNG plots (created if missing).")
     ],
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url", help="Memory store URL (default: MBC_DATABASE__URL or [database] url)."
-        ),
-    ] = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Write PNG plots (memory size, codebook health, ingest rate) and a one-page report.md of a store."""
-    from pydantic import SecretStr
-
     from infra.logging import configure_logging
     from infra.settings import load_settings
-    from memory_store.db import sqlite_path
-    from memory_store.errors import DatabaseUnreachable
     from memory_store.report.build import build_report
     from memory_store.settings import StoreSettings
     from memory_store.store import MemoryStore
 
-    settings = load_settings(StoreSettings)
-    if database_url:
-        db = settings.database.model_copy(update={"url": SecretStr(database_url)})
-        settings = settings.model_copy(update={"database": db})
+    settings = load_settings(StoreSettings, flags={"--database-url": ("database.url", database_url)})
     configure_logging("report", settings.log_level, settings.log_json)
     url = settings.database.url.get_secret_value()
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():  # opening it would create an empty database
-        raise DatabaseUnreachable(f"no SQLite database at {path} (check --database-url or MBC_DATABASE__URL)")
-    with MemoryStore(url, index_dir=settings.index_dir, pool_size=1) as store:
+    with MemoryStore(url, index_dir=settings.index_dir, pool_size=1, read_only=True) as store:
         built = build_report(store, out, on_file=lambda p: typer.echo(f"wrote {p}", err=True))
     d = built.data
     typer.echo(

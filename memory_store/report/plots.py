@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 
 import matplotlib.dates as mdates
 from matplotlib.axes import Axes
@@ -57,48 +58,59 @@ def ingest_rows(data: ReportData) -> tuple[GrowthRow, ...]:
     return data.hourly if ingest_unit(data) == "hour" else data.daily
 
 
-def plot_memory(data: ReportData, path: Path) -> Path:
-    """Cumulative bytes of the packed codes against a float (MAC-style) memory of the same documents."""
+def memory_figure(data: ReportData) -> Figure:
+    """Cumulative bytes of the packed codes against a float (MAC-style) memory of the same documents.
+
+    The legend sits below the axes and the totals above them, so nothing covers the data: with one
+    hour of history each curve is a single point, drawn as a large marker inside padded limits.
+    """
     fig = _figure(MEMORY_PX)
     ax = fig.add_subplot()
     x = [r.cumulative_documents for r in data.hourly]
-    marker = "o" if len(x) <= 60 else None
+    floats = [r.cumulative_float_equivalent_bytes for r in data.hourly]
+    codes = [r.cumulative_code_bytes for r in data.hourly]
+    style: dict[str, Any] = {"marker": "o", "markersize": 9 if len(x) <= 3 else 5} if len(x) <= 60 else {}
     ax.plot(
         x,
-        [r.cumulative_float_equivalent_bytes for r in data.hourly],
-        marker=marker,
+        floats,
         color=_FLOAT_COLOR,
         label="uncompressed float32 memory (MAC-style: K × D × 4 bytes per document)",
+        **style,
     )
     ax.plot(
         x,
-        [r.cumulative_code_bytes for r in data.hourly],
-        marker=marker,
+        codes,
         color=_CODE_COLOR,
         label="MBC packed codes (this store: K × ⌈log₂ C⌉ bits per document)",
+        **style,
     )
     ax.set_yscale("log")
+    ax.set_xlim(0, max(x) * 1.08)
+    low, high = min((c for c in codes if c > 0), default=1), max(floats)
+    ax.set_ylim(low / 4, high * 4)  # a factor of four clear of the axes on a log scale
     ax.yaxis.set_major_formatter(EngFormatter(unit="B"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.xaxis.set_major_formatter(_thousands)
-    ax.set_title("Memory size vs documents stored (cumulative)")
+    if max(x) < 10:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle("Memory size vs documents stored (cumulative)", fontsize="x-large")
+    ax.set_title(
+        f"{data.documents:,} documents: {data.code_bytes:,} B of codes vs "
+        f"{data.float_equivalent_bytes:,} B of floats (×{data.compression_ratio:,.1f})",
+        fontsize="medium",
+    )
     ax.set_xlabel("documents stored (cumulative)")
     ax.set_ylabel("memory size (bytes, log scale)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="lower right")
-    ax.text(
-        0.02,
-        0.96,
-        f"{data.documents:,} documents: {data.code_bytes:,} B of codes "
-        f"vs {data.float_equivalent_bytes:,} B of floats (×{data.compression_ratio:,.1f})",
-        transform=ax.transAxes,
-        va="top",
-        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9},
-    )
-    return _save(fig, path)
+    fig.legend(loc="outside lower center", ncols=1, frameon=False)
+    return fig
 
 
-def plot_codebooks(data: ReportData, path: Path) -> Path:
+def plot_memory(data: ReportData, path: Path) -> Path:
+    return _save(memory_figure(data), path)
+
+
+def codebook_figure(data: ReportData) -> Figure:
     """Per codebook version: codes in use, perplexity, dead codes and resets, quantization error."""
     fig = _figure(CODEBOOK_PX)
     (usage, perplexity), (dead, error) = fig.subplots(2, 2, sharex=True)
@@ -117,7 +129,11 @@ def plot_codebooks(data: ReportData, path: Path) -> Path:
     for ax in (dead, error):
         ax.set_xlabel("codebook version")
     fig.suptitle("Codebook usage and health over versions", fontsize="x-large")
-    return _save(fig, path)
+    return fig
+
+
+def plot_codebooks(data: ReportData, path: Path) -> Path:
+    return _save(codebook_figure(data), path)
 
 
 def _usage_panel(ax: Axes, versions: Sequence[VersionRow]) -> None:
@@ -157,9 +173,9 @@ def _perplexity_panel(ax: Axes, versions: Sequence[VersionRow]) -> None:
             label="measured perplexity",
         )
     else:
-        _no_data(ax, "no perplexity recorded")
+        _no_data(ax, "none: no version has a perplexity recorded")
     ax.set_ylim(0, 1.1 * max(v.num_codes for v in versions))
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
 
 
 def _dead_panel(ax: Axes, versions: Sequence[VersionRow]) -> None:
@@ -167,23 +183,33 @@ def _dead_panel(ax: Axes, versions: Sequence[VersionRow]) -> None:
     ax.set_ylabel("codes")
     dead = [(v.version, v.dead_codes) for v in versions if v.dead_codes is not None]
     resets = [(v.version, v.resets) for v in versions if v.resets is not None]
-    if dead:
-        ax.bar(
-            [x - 0.2 for x, _ in dead],
-            [n for _, n in dead],
-            width=0.4,
-            color=_FLOAT_COLOR,
-            label="dead codes",
-        )
-    if resets:
-        ax.bar(
-            [x + 0.2 for x, _ in resets], [n for _, n in resets], width=0.4, color=_ALT_COLOR, label="resets"
-        )
-    if dead or resets:
+    if any(n for _, n in dead + resets):
+        if dead:
+            ax.bar(
+                [x - 0.2 for x, _ in dead],
+                [n for _, n in dead],
+                width=0.4,
+                color=_FLOAT_COLOR,
+                label="dead codes",
+            )
+        if resets:
+            ax.bar(
+                [x + 0.2 for x, _ in resets],
+                [n for _, n in resets],
+                width=0.4,
+                color=_ALT_COLOR,
+                label="resets",
+            )
         ax.legend(loc="best")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
+        return
+    ax.set_ylim(0, 1)  # not an axis around zero-height bars
+    ax.yaxis.set_major_locator(FixedLocator([0]))
+    if dead or resets:
+        _no_data(ax, "none: 0 dead codes and 0 resets in every version measured")
     else:
-        _no_data(ax, "no dead codes or resets recorded")
+        _no_data(ax, "none: no version has dead codes or resets recorded")
 
 
 def _error_panel(ax: Axes, versions: Sequence[VersionRow]) -> None:
@@ -203,7 +229,7 @@ def _error_panel(ax: Axes, versions: Sequence[VersionRow]) -> None:
         ax.set_ylim(0, 1.15 * max(e for _, e in measured) or 1.0)
         ax.legend(loc="best")
     else:
-        _no_data(ax, "not recorded for any version")
+        _no_data(ax, "none: no version has a quantization error recorded")
     ax.set_xlim(min(v.version for v in versions) - 0.6, max(v.version for v in versions) + 0.6)
 
 
@@ -236,7 +262,11 @@ def plot_ingest(data: ReportData, path: Path) -> Path:
         color=_FLOAT_COLOR,
         label="documents stored (cumulative)",
     )
-    total.set_ylim(bottom=0)
+    if len(rows) <= 60:  # each bucket's cumulative count as a point, visible with one bucket too
+        total.plot(
+            [s + width for s in starts], [r.cumulative_documents for r in rows], "o", color=_FLOAT_COLOR
+        )
+    total.set_ylim(0, rows[-1].cumulative_documents * 1.15)
     total.yaxis.set_major_locator(MaxNLocator(integer=True))
     total.yaxis.set_major_formatter(_thousands)
     total.set_ylabel("documents stored (cumulative)")

@@ -8,6 +8,13 @@ import httpx
 
 # Statuses worth trying again soon; other 4xx mean the URL is wrong (tried again next poll only).
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Transport errors that the same request will meet again: the URL or the server's answer is wrong.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.InvalidURL,
+    httpx.UnsupportedProtocol,
+    httpx.TooManyRedirects,
+    httpx.DecodingError,
+)
 
 
 class FeedError(Exception):
@@ -74,8 +81,11 @@ async def fetch(
             return Response(url, r.status_code, bytes(body), _lower(r.headers))
     except httpx.TimeoutException as e:
         raise FeedError(url, f"timed out ({type(e).__name__})") from e
-    except httpx.HTTPError as e:
-        raise FeedError(url, f"{type(e).__name__}: {e or 'connection failed'}") from e
+    except (httpx.InvalidURL, httpx.HTTPError) as e:
+        permanent = isinstance(e, PERMANENT_ERRORS)
+        raise FeedError(
+            url, f"{type(e).__name__}: {e or 'connection failed'}", retryable=not permanent
+        ) from e
 
 
 def _lower(headers: httpx.Headers) -> dict[str, str]:

@@ -3,7 +3,9 @@
 feedparser works out the character encoding from the HTTP Content-Type, the XML declaration and
 byte-order marks; we hand it the response headers for that. A feed it cannot make sense of
 ("bozo" with no entries, or no feed at all) is a :class:`FeedError` naming the URL and what was
-wrong; a feed with entries and a minor problem is used and the problem logged.
+wrong; a feed with entries and a minor problem is used and the problem logged. These errors are
+permanent for the bytes at hand (``retryable=False``): the poller tries the feed again at its next
+poll, not within this one.
 """
 
 from __future__ import annotations
@@ -33,15 +35,15 @@ def parse_feed(
 ) -> list[Document]:
     """Every entry of the feed as a :class:`Document` whose source is ``source`` (the feed URL)."""
     if not content.strip():
-        raise FeedError(source, "empty response body")
+        raise FeedError(source, "empty response body", retryable=False)
     # A stream, never bytes or str: feedparser treats a string as a URL or a local file name.
     parsed = feedparser.parse(io.BytesIO(content), response_headers=dict(headers or {}))
     problem = parsed.get("bozo_exception")
     if not parsed.entries:
         if problem is not None:
-            raise FeedError(source, f"malformed feed: {_describe(problem)}")
+            raise FeedError(source, f"malformed feed: {_describe(problem)}", retryable=False)
         if not parsed.get("version"):
-            raise FeedError(source, "not an RSS or Atom feed")
+            raise FeedError(source, "not an RSS or Atom feed", retryable=False)
         return []
     if problem is not None:
         log.warning("feed has problems; using its entries anyway", url=source, problem=_describe(problem))

@@ -41,19 +41,39 @@ from pipeline.settings import ProducerSettings
 log = get_logger(__name__)
 
 
-def check_url(url: str) -> str:
-    """``url`` stripped, or :class:`FeedUrlError` if it is not an http(s) URL with a host."""
+def url_problem(url: str) -> str | None:
+    """Why ``url`` (already stripped) cannot be a feed URL, in a few words; None if it can.
+
+    Everything decided here is permanent: such a URL is refused before any request, never retried.
+    """
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return "it contains a space or a control character (percent-encode it: %20)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when out of range or not a number
+    except ValueError as e:
+        return f"it does not parse ({e})"
+    if parts.scheme not in ("http", "https"):
+        return "only http:// and https:// feeds can be polled"
+    if not parts.hostname:
+        return "it names no host"
+    if port == 0:
+        return "port 0 cannot be connected to"
+    return None
+
+
+def check_url(url: str, given_as: str = "--url") -> str:
+    """``url`` stripped, or :class:`FeedUrlError` (naming ``given_as``) if it cannot be polled."""
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise FeedUrlError(f"not an http(s) feed URL: {url!r}")
+    if problem := url_problem(url):
+        raise FeedUrlError(f"{given_as} {url!r} is not a feed URL: {problem}")
     return url
 
 
-def read_feeds_file(text: str) -> list[str]:
+def read_feeds_file(text: str, given_as: str = "feeds file") -> list[str]:
     """URLs of a feeds file: one per line; blank lines and ``#`` comments ignored."""
-    urls = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-    return [check_url(u) for u in urls if u]
+    lines = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(text.splitlines(), 1)]
+    return [check_url(u, f"{given_as} line {n}:") for n, u in lines if u]
 
 
 @dataclass
@@ -167,7 +187,15 @@ class FeedPoller:
                 on_retry=retrying,
             )
         except Exception as e:
-            log.warning("feed poll failed", url=url, problem=_problem(e), attempt=tried, attempts=attempts)
+            permanent = isinstance(e, FeedError) and not e.retryable  # not retried within this poll
+            log.warning(
+                "feed poll failed",
+                url=url,
+                problem=_problem(e),
+                attempt=tried,
+                attempts=attempts,
+                permanent=permanent,
+            )
             self.summary.failed_feeds.add(url)
             return False
         self.summary.failed_feeds.discard(url)

@@ -33,11 +33,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, get_args
 
 from pipeline.errors import DatasetError
 
-FORMATS = ("jsonl", "csv", "squad", "streamingqa")
+ReplayFormat = Literal["jsonl", "csv", "squad", "streamingqa"]
+FORMATS: tuple[str, ...] = get_args(ReplayFormat)
 TEXT_KEYS = ("text", "body", "content", "context", "article")
 TITLE_KEYS = ("title", "headline")
 ID_KEYS = ("id", "guid", "doc_id")

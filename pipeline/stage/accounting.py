@@ -100,12 +100,9 @@ def read_ledgers(settings: PipelineSettings, timeout: float = 60.0) -> dict[int,
 
 
 def _existing(settings: PipelineSettings, topic: str) -> set[str]:
-    from confluent_kafka.admin import AdminClient
+    from infra.kafka import cluster_metadata
 
-    from infra.kafka import confluent_config
-
-    md = AdminClient(confluent_config(settings.kafka)).list_topics(timeout=10)
-    return set(md.topics)
+    return set(cluster_metadata(settings.kafka).topics)  # BrokerError in one line if unreachable
 
 
 def read_accounting(settings: PipelineSettings, timeout: float = 60.0) -> Accounting:

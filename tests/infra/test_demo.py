@@ -57,7 +57,7 @@ def _wait_gone(pids: set[int], marker: str, timeout: float = 10.0) -> list[str]:
 def test_demo_end_to_end(tmp_path: Path) -> None:
     work, out = tmp_path / "work", tmp_path / "summary.json"
     done = subprocess.run(
-        [*CLI, "demo", "--keep", str(work), "--json", str(out), "--timeout", "360"],
+        [*CLI, "demo", "--keep", str(work), "--json-out", str(out), "--timeout", "360"],
         env=_env(),
         cwd=tmp_path,
         capture_output=True,

@@ -86,6 +86,41 @@ def test_invalid_env_values_name_the_variable(
     assert "Traceback" not in str(info.value)
 
 
+def test_a_bad_flag_value_is_reported_under_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the user typed is named as typed; what came from the environment, by its variable."""
+    flags = {"--batch-size": ("batch_size", "lots"), "--database-url": ("database.url", "notaurl")}
+    with pytest.raises(ConfigError) as info:
+        load_settings(DemoSettings, flags=flags)
+    assert str(info.value) == (  # in the model's field order
+        "--database-url: 'notaurl' is not a database URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB); "
+        "--batch-size: Input should be a valid integer, unable to parse string as an integer"
+    )
+    monkeypatch.setenv("MBC_KAFKA__BOOTSTRAP_SERVERS", "broker:99999")
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            DemoSettings, flags={"--batch-size": ("batch_size", 3), "--unused": ("batch_size", None)}
+        )
+    assert str(info.value) == (
+        "invalid demo configuration: MBC_KAFKA__BOOTSTRAP_SERVERS / [demo] kafka.bootstrap_servers: "
+        "'broker:99999' is not host:port"
+    )
+    monkeypatch.delenv("MBC_KAFKA__BOOTSTRAP_SERVERS")
+    s = load_settings(
+        DemoSettings, flags={"--batch-size": ("batch_size", 3), "--url": ("database.url", None)}
+    )
+    assert (s.batch_size, s.database.url.get_secret_value()) == (3, "sqlite:///mbc-data/memory.db")
+
+
+def test_a_database_url_is_shown_as_typed_with_only_its_password_masked() -> None:
+    assert DatabaseSettings(url="postgresql+psycopg://app:s3cret@db/mbc").display_url() == (  # type: ignore[arg-type]
+        "postgresql+psycopg://app:***@db/mbc"
+    )
+    from infra.settings import mask_url
+
+    assert mask_url("notaurl") == "notaurl"
+    assert mask_url("weird://app:s3cret@db:x/y z") == "weird://app:***@db:x/y z"
+
+
 def test_unknown_key_in_service_table_is_rejected(tmp_path: Path) -> None:
     cfg = write(tmp_path, "[demo]\nbatch_sise = 3\n")
     with pytest.raises(ConfigError, match="batch_sise"):

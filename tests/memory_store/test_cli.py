@@ -30,33 +30,33 @@ def mbc(*args: str) -> str:
 
 def test_store_commands(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MBC_INDEX_DIR", str(tmp_path / "faiss"))
-    assert "empty -> 0003_linear_codebook_history" in mbc("store", "migrate", "--url", db_url)
+    assert "empty -> 0003_linear_codebook_history" in mbc("store", "migrate", "--database-url", db_url)
     assert "0003_linear_codebook_history -> 0003_linear_codebook_history" in mbc(
-        "store", "migrate", "--url", db_url
+        "store", "migrate", "--database-url", db_url
     )
     with MemoryStore(db_url) as store:
         v = store.add_codebook_version(codebook())
         store.write_batch(random_docs(40, v))
-    stats = json.loads(mbc("store", "stats", "--url", db_url, "--json"))
+    stats = json.loads(mbc("store", "stats", "--database-url", db_url, "--json"))
     assert (stats["documents"], stats["code_bytes"], stats["float_equivalent_bytes"]) == (
         40,
         560,
         40 * 12 * 16 * 4,
     )
     assert stats["database"].split(":")[0] == db_url.split(":")[0]
-    counts = json.loads(mbc("store", "counts", "--url", db_url, "--json", "--source", "src0"))
+    counts = json.loads(mbc("store", "counts", "--database-url", db_url, "--json", "--source", "src0"))
     assert sum(c["n"] for c in counts) == 14 * 12  # ids 0, 3, …, 39
     assert "memory_growth_daily" in mbc("store", "views")
-    daily = json.loads(mbc("store", "views", "memory_growth_daily", "--url", db_url, "--json"))
+    daily = json.loads(mbc("store", "views", "memory_growth_daily", "--database-url", db_url, "--json"))
     assert [d["documents"] for d in daily] == [40]
-    assert "documents" in mbc("store", "views", "source_activity", "--url", db_url)
-    assert "deleted 2 of 3" in mbc("store", "delete", "d1", "d2", "nope", "--url", db_url)
-    assert "codebook v1" in mbc("store", "reindex", "--url", db_url)
+    assert "documents" in mbc("store", "views", "source_activity", "--database-url", db_url)
+    assert "deleted 2 of 3" in mbc("store", "delete", "d1", "d2", "nope", "--database-url", db_url)
+    assert "codebook v1" in mbc("store", "reindex", "--database-url", db_url)
     assert (tmp_path / "faiss" / "codebook-v1.faiss").exists()
-    refused = runner.invoke(app, ["store", "downgrade", "base", "--url", db_url])
+    refused = runner.invoke(app, ["store", "downgrade", "base", "--database-url", db_url])
     assert refused.exit_code != 0 and "--yes" in refused.output
     assert "0003_linear_codebook_history -> empty" in mbc(
-        "store", "downgrade", "base", "--url", db_url, "--yes"
+        "store", "downgrade", "base", "--database-url", db_url, "--yes"
     )
 
 
@@ -68,7 +68,7 @@ def _free_port() -> int:
 
 def test_serve_runs_the_reader_service(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
-    cmd = [sys.executable, "-c", "from mbc.cli import main; main()", "store", "serve", "--url", url]
+    cmd = [sys.executable, "-c", "from mbc.cli import main; main()", "store", "serve", "--database-url", url]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MBC_API")}
     env.update({"PYTHONPATH": str(REPO), "MBC_AUTO_MIGRATE": "1", "MBC_LOG_JSON": "1"})
     for extra in ([], ["--host", "0.0.0.0"]):

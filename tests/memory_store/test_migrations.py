@@ -82,3 +82,16 @@ def test_auto_migrate_and_unreachable_database(tmp_path: Path) -> None:
     assert "secret" not in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(DatabaseUnreachable, match="unsupported"):
         MemoryStore("mysql://x@localhost/y")
+
+
+def test_a_store_that_would_not_be_migrated_is_never_created(tmp_path: Path) -> None:
+    """Only auto_migrate (mbc learn) and `mbc store migrate` create a database; readers do not."""
+    missing = tmp_path / "nodir" / "m.db"
+    for options in ({}, {"read_only": True}, {"read_only": True, "auto_migrate": True}):
+        with pytest.raises(DatabaseUnreachable) as e:
+            MemoryStore(f"sqlite:///{missing}", index_dir=tmp_path, **options)  # type: ignore[arg-type]
+        assert str(e.value) == (
+            f"no SQLite database at {missing} (check --database-url or MBC_DATABASE__URL; "
+            "`mbc store migrate` or `mbc learn` creates one)"
+        )
+    assert not missing.parent.exists()

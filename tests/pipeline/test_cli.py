@@ -41,11 +41,11 @@ def test_every_command_and_option_has_a_help_sentence(group: str, name: str) -> 
     [
         (
             ["produce", "feeds", "--url", "ftp://example.org/feed"],
-            "error: not an http(s) feed URL: 'ftp://example.org/feed'",
+            "error: --url 'ftp://example.org/feed' is not a feed URL: only http:// and https:// feeds can be polled",
         ),
         (
             ["produce", "feeds", "--feeds-file", "/nonexistent/feeds.txt"],
-            "error: cannot read feeds file /nonexistent/feeds.txt",
+            "error: --feeds-file /nonexistent/feeds.txt: cannot read it (No such file or directory)",
         ),
         (
             ["produce", "replay", "/nonexistent/data.jsonl"],

@@ -17,10 +17,11 @@ import feedparser
 import pytest
 
 from infra.settings import KafkaSettings, TopicSettings
+from pipeline.errors import FeedUrlError
 from pipeline.events import Document, validate
 from pipeline.feeds.fetch import FeedError
 from pipeline.feeds.parse import parse_feed
-from pipeline.feeds.poller import FeedPoller, PollSummary
+from pipeline.feeds.poller import FeedPoller, PollSummary, check_url, read_feeds_file
 from pipeline.feeds.state import FeedState
 from pipeline.producer import DocumentProducer
 from pipeline.settings import ProducerSettings
@@ -106,6 +107,34 @@ def test_malformed_feeds_name_the_url_and_the_problem(body: bytes, problem: str)
         parse_feed(body, "http://broken.example/feed")
     assert info.value.url == "http://broken.example/feed"
     assert problem in str(info.value)
+    assert info.value.retryable is False  # the same bytes fail the same way: not retried within a poll
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://[::1", "it does not parse (Invalid IPv6 URL)"),
+        ("http://127.0.0.1:99999/feed", "it does not parse (Port out of range 0-65535)"),
+        ("http://127.0.0.1:0/feed", "port 0 cannot be connected to"),
+        ("http://exa mple.com/feed", "it contains a space or a control character (percent-encode it: %20)"),
+        ("http://example.com/a\tb", "it contains a space or a control character (percent-encode it: %20)"),
+        ("ftp://example.com/feed", "only http:// and https:// feeds can be polled"),
+        ("notaurl", "only http:// and https:// feeds can be polled"),
+        ("http:///feed", "it names no host"),
+    ],
+)
+def test_urls_that_cannot_be_polled_are_refused_before_any_request(url: str, problem: str) -> None:
+    with pytest.raises(FeedUrlError) as info:
+        check_url(url, "--url")
+    assert str(info.value) == f"--url {url!r} is not a feed URL: {problem}"
+
+
+def test_feed_urls_are_stripped_and_a_feeds_file_names_the_bad_line() -> None:
+    assert check_url("  https://[::1]:8080/feed.xml \n") == "https://[::1]:8080/feed.xml"
+    text = "# feeds\nhttp://a.example/rss\n\nhttp://b.example/ rss  # a typo\n"
+    with pytest.raises(FeedUrlError, match=r"^feeds\.txt line 4: 'http://b\.example/ rss' is not a feed URL"):
+        read_feeds_file(text, "feeds.txt")
+    assert read_feeds_file("http://a.example/rss  # ok\n", "feeds.txt") == ["http://a.example/rss"]
 
 
 # --- polling -----------------------------------------------------------------------------------
@@ -205,6 +234,10 @@ def test_broken_feeds_are_logged_and_retried_while_the_others_keep_flowing(
     assert problems[error] == {"HTTP 500 Internal Server Error"}
     assert all(p.startswith("malformed feed: SAXParseException") for p in problems[garbage]), problems
     assert {e["attempt"] for e in failures if e["url"] == error} == {1, 2}  # retried within a poll…
+    # …a malformed feed is not (the same bytes fail the same way), only polled again next round
+    assert {(e["attempt"], e["permanent"]) for e in failures if e["url"] == garbage} == {(1, True)}
+    gave_up = [e for e in failures if e["url"] == error and e["event"] == "feed poll failed"]
+    assert gave_up and {e["permanent"] for e in gave_up} == {False}
     assert server.count("/error.rss") >= 4  # …and polled again on the next rounds
     assert not [e for e in failures if e["url"] == good]
 
@@ -213,13 +246,14 @@ def test_once_reports_failing_feeds_with_exit_code_3(broker: str, topics: Topics
     with FeedServer() as server:
         good = server.add_file("/orlen.rdf", FIXTURES / "orlen.rdf")
         bad = server.fail("/gone.rss", 404)
+        garbage = server.add("/garbage.rss", (FIXTURES / "broken.xml").read_bytes())
         env = cli_env(broker, topics, MBC_RETRY_BACKOFF_S="0.01")
-        result = run_cli(
-            ["produce", "feeds", "--once", "--url", good, "--url", bad, "--state-dir", str(tmp_path)], env
-        )
+        args = ["produce", "feeds", "--once", "--url", good, "--url", bad, "--url", garbage]
+        result = run_cli([*args, "--state-dir", str(tmp_path)], env)
         assert server.count("/gone.rss") == 1  # a 404 is not retried within the poll
+        assert server.count("/garbage.rss") == 1  # nor is a feed that does not parse
     assert result.returncode == 3, result.stderr
-    assert "failing feeds 1" in result.stderr
+    assert "failing feeds 2" in result.stderr
     assert len(raw_documents(broker, topics.raw)) == 2
 
 

@@ -182,6 +182,49 @@ def test_missing_sqlite_file_is_one_clear_line_and_creates_nothing(tmp_path: Pat
     result = _mbc("report", "--out", str(tmp_path / "out"), "--database-url", f"sqlite:///{missing}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: no SQLite database at {missing} (check --database-url or MBC_DATABASE__URL)"
+        f"error: no SQLite database at {missing} (check --database-url or MBC_DATABASE__URL; "
+        "`mbc store migrate` or `mbc learn` creates one)"
     ]
     assert not missing.parent.exists()
+
+
+def test_one_hour_and_one_version_read_well(tmp_path: Path) -> None:
+    """A short run (one ingest hour, one codebook version, no dead codes): every point is drawn
+    where nothing covers it, and a panel with nothing to show says "none" instead of an empty axis."""
+    from matplotlib.transforms import Bbox
+
+    from memory_store.records import CodebookHealth
+    from memory_store.report.data import read_report_data
+    from memory_store.report.plots import codebook_figure, memory_figure
+
+    with MemoryStore(f"sqlite:///{tmp_path / 'short.db'}", auto_migrate=True) as store:
+        health = CodebookHealth(
+            perplexity=3.5, resets=0, dead_codes=0, extra={"mean_quantization_error": 0.5}
+        )
+        v = store.add_codebook_version(codebook(16, 4), health=health)
+        store.write_batch([doc(f"d{i}", [i % 16] * 4, v, 16, ingested_at=T0) for i in range(5)])
+        data = read_report_data(store)
+    assert len(data.hourly) == 1 and len(data.versions) == 1
+
+    fig = memory_figure(data)
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    box = ax.get_window_extent()
+    legend = fig.legends[0].get_window_extent()
+    assert not legend.overlaps(box)  # the legend is outside the plotting area
+    assert not ax.title.get_window_extent().overlaps(box)  # so are the totals
+    lines = ax.get_lines()
+    assert [list(line.get_ydata()) for line in lines] == [[5 * 4 * 4 * 4], [5 * 2]]  # float B, code B
+    for line in lines:
+        assert line.get_marker() == "o" and line.get_markersize() >= 8
+        x, y = ax.transData.transform((line.get_xdata()[0], line.get_ydata()[0]))
+        r = line.get_markersize()  # points ~ pixels at 100 dpi: a margin of a diameter
+        assert Bbox.from_extents(x - r, y - r, x + r, y + r).fully_overlaps(box), line.get_label()
+
+    panels = {a.get_title(): a for a in codebook_figure(data).axes}
+    dead = panels["Dead codes and online resets"]
+    assert [t.get_text() for t in dead.texts] == ["none: 0 dead codes and 0 resets in every version measured"]
+    assert dead.get_ylim() == (0.0, 1.0) and not dead.patches  # no zero-height bars around -0.045..0.045
+    perplexity = panels["Perplexity of code usage"]
+    assert [list(line.get_ydata()) for line in perplexity.get_lines()] == [[16], [3.5]]
+    assert perplexity.get_lines()[1].get_marker() == "o"

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from learner.ask.answerer import Answerer
 from learner.ask.service import build_app
+from learner.errors import BlankQuestion
 from learner.inference.encode import DocumentEncoder
 from learner.worker.online_codebook import OnlineCodebook
 from memory_store.codec import pack_codes_batch
@@ -91,19 +92,37 @@ def test_counts_answers_equal_naive_answers(tiny_checkpoint: Path, filled_store:
     store.close()
 
 
-def test_answer_without_memory_is_the_empty_slice_answer(tiny_checkpoint: Path, filled_store: str) -> None:
-    """The base LM alone (what `mbc demo` compares with) answers as a slice with no documents does."""
+def test_an_empty_slice_or_store_is_refused_not_answered_closed_book(
+    tiny_checkpoint: Path, filled_store: str, tmp_path: Path
+) -> None:
+    """No documents in the slice: no answer, and why; the base LM alone is only asked explicitly."""
     store = MemoryStore(filled_store)
     answerer = Answerer(tiny_checkpoint, store, "cpu")
-    empty = {"since": T0 + timedelta(days=365)}
-    expected = []
-    for q in QUESTIONS:
-        a = answerer.ask(q, **empty)
-        assert a.documents == 0 and a.memory_rows == 0
-        expected.append(a.answer)
-    assert answerer.answer_without_memory(QUESTIONS, batch_size=1) == expected
-    assert len(answerer.answer_without_memory(QUESTIONS)) == len(QUESTIONS)
+    late = T0 + timedelta(days=365)
+    for sl, why in (
+        ({"since": late}, f"since {late.isoformat()}"),
+        ({"source": "no-such-source"}, "source 'no-such-source'"),
+        ({"source": "wire-a", "until": T0}, f"source 'wire-a', until {T0.isoformat()}"),
+    ):
+        a = answerer.ask(QUESTIONS[0], **sl)  # type: ignore[arg-type]
+        assert (a.answer, a.documents, a.memory_rows, a.codebook_versions) == (None, 0, 0, [])
+        assert a.refusal == f"no stored document is in this slice ({why}): nothing to answer from"
+        assert a.to_dict()["answer"] is None and a.to_dict()["refusal"] == a.refusal
+    answered = answerer.ask(QUESTIONS[0], source="wire-b")
+    assert answered.answer is not None and answered.refusal is None and answered.documents == 40
+    for blank in ("", "   ", "\t\n", "?!"):
+        with pytest.raises(BlankQuestion, match="the question is blank"):
+            answerer.ask(blank)
+    # The closed-book baseline (`mbc demo` prints it next to the answers) stays, asked by name.
+    bare = answerer.answer_without_memory(QUESTIONS)
+    assert bare == answerer.answer_without_memory(QUESTIONS, batch_size=1) and len(bare) == len(QUESTIONS)
     store.close()
+
+    empty_url = f"sqlite:///{tmp_path / 'empty.db'}"
+    with MemoryStore(empty_url, auto_migrate=True) as empty:
+        nothing = Answerer(tiny_checkpoint, empty, "cpu").ask(QUESTIONS[0], source="wire-a")
+    assert nothing.answer is None
+    assert nothing.refusal == "the memory store holds no documents yet: nothing to answer from"
 
 
 def test_http_ask(tiny_checkpoint: Path, filled_store: str) -> None:
@@ -125,6 +144,18 @@ def test_http_ask(tiny_checkpoint: Path, filled_store: str) -> None:
     )
     assert r.status_code == 400 and "since" in r.json()["detail"]
     assert client.post("/ask", json={"question": ""}, headers=auth).status_code == 422
+    blank = client.post("/ask", json={"question": "   "}, headers=auth)
+    assert blank.status_code == 422
+    assert blank.json() == {
+        "detail": "body question: the question is blank: give a question with words in it"
+    }
+    refused = client.post("/ask", json={"question": "which prices fell", "source": "nowhere"}, headers=auth)
+    assert refused.status_code == 200
+    assert {k: refused.json()[k] for k in ("answer", "documents", "refusal")} == {
+        "answer": None,
+        "documents": 0,
+        "refusal": "no stored document is in this slice (source 'nowhere'): nothing to answer from",
+    }
     r = client.post("/ask", json={"question": "q", "aggregation": "naive"}, headers=auth)
     assert r.status_code == 422 and "naive" in r.json()["detail"]
     store.close()
@@ -175,3 +206,39 @@ def test_mbc_ask_cli(tiny_checkpoint: Path, filled_store: str) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "ISO 8601" in bad.stderr and "Traceback" not in bad.stderr
+    ask = [sys.executable, "-c", "from mbc.cli import main; main()", "ask"]
+    env = {"MBC_DEVICE": "cpu", "PATH": "/usr/bin:/bin", "MBC_DATABASE__URL": filled_store}
+    refused = subprocess.run(
+        [*ask, "which prices fell", "--checkpoint", str(tiny_checkpoint), "--source", "nowhere"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env=env,
+    )
+    assert (refused.returncode, refused.stdout) == (3, "")
+    assert refused.stderr.splitlines() == [
+        "no answer: no stored document is in this slice (source 'nowhere'): nothing to answer from"
+    ]
+    as_json = subprocess.run(
+        [*ask, "which prices fell", "--source", "nowhere", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**env, "MBC_CHECKPOINT": str(tiny_checkpoint)},  # the same setting as mbc learn's
+    )
+    assert as_json.returncode == 3
+    body = json.loads(as_json.stdout)
+    assert (body["answer"], body["documents"], body["source"]) == (None, 0, "nowhere")
+    assert body["refusal"] == refused.stderr.strip().removeprefix("no answer: ")
+    blank = subprocess.run(
+        [*ask, "   ", "--checkpoint", str(tiny_checkpoint)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env=env,
+    )
+    assert blank.returncode == 2
+    assert blank.stderr.splitlines() == ["error: the question is blank: give a question with words in it"]
