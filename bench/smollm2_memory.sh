@@ -58,7 +58,7 @@ pretrain() {  # name, extra args
 evaluate() {  # run name, memory, bank|oracle
   local name=$1 memory=$2 bank=$3
   mbc eval --checkpoint "$RUNS/$name/checkpoints/last" --data "$DEV" --format squad --num-docs "$EVAL_DOCS" \
-    --memory "$memory" --"$bank" --batch-size "$EVAL_BATCH" --bf16 --base-lm "$BASE" --out "$RESULTS/eval-$name" \
+    --memory "$memory" $([ "$bank" = oracle ] && echo --oracle || echo --no-oracle) --batch-size "$EVAL_BATCH" --bf16 --base-lm "$BASE" --out "$RESULTS/eval-$name" \
     > "$RESULTS/eval-$name-$memory-$bank.log" 2>&1
   note "eval $name $memory $bank rc=$?"
 }

@@ -347,9 +347,9 @@ def evaluate(
     oracle: Annotated[
         bool,
         typer.Option(
-            "--oracle/--bank",
+            "--oracle/--no-oracle",
             help="--oracle: each question's memory is its own document only (what compression keeps); "
-            "--bank: the whole bank (what a user gets).",
+            "--no-oracle: the whole bank (what a user gets).",
         ),
     ] = False,
     decoding: Annotated[
