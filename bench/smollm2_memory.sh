@@ -5,7 +5,8 @@
 #
 # Phase 1, side by side: amortizer pretraining (reconstruct 128-token Reuters chunks) with full
 # memory (the reference gap) and the cosine code space with G = 1, 2, 4, 8 codes per vector (the
-# bytes-quality curve); the closed-book baseline trained for its row and evaluated. The paragraph
+# bytes-quality curve); the closed-book baseline trained for its row and evaluated, with the preset's
+# KV-LoRA (as the memory models) and with r32 on all 30 layers (the strongest floor). The paragraph
 # baseline (F1 55.7 on 2026-12-02) needs 55 GB beside the others: PARAGRAPH=1 adds it.
 # (2026-12-02 ran the raw codebook and the code space without l2 norm too: both kept far less.)
 # Phase 2: QA meta-training from each pretraining run, half the questions on their own document
@@ -63,12 +64,12 @@ evaluate() {  # run name, memory, bank|oracle
   note "eval $name $memory $bank rc=$?"
 }
 
-baseline() {  # memory: none | paragraph
-  local memory=$1 name=base-$1
+baseline() {  # memory (none | paragraph), run name, extra train args
+  local memory=$1 name=$2; shift 2
   note "start baseline $name"
   mbc train --preset smollm2-135m --init pretrained --base-lm "$BASE" --memory "$memory" --train "$TRAIN" \
     --val "$DEV" --format squad --epochs "$BASE_EPOCHS" --batch-size "$QA_BATCH" --eval-every 100000 \
-    --run-dir "$RUNS/$name" --no-progress $QA_CAP > "$RESULTS/$name.log" 2>&1
+    --run-dir "$RUNS/$name" --no-progress $QA_CAP "$@" > "$RESULTS/$name.log" 2>&1
   note "end baseline $name rc=$?"
   cp "$RUNS/$name/metrics.jsonl" "$RESULTS/$name.metrics.jsonl" 2>/dev/null
   evaluate "$name" "$memory" bank
@@ -96,8 +97,9 @@ pretrain pre-full --memory full & PIDS+=($!)
 for G in 1 2 4 8; do
   pretrain pre-g${G}cos --memory compressed --code-dim 32 --codes-per-vector $G --code-cosine & PIDS+=($!)
 done
-baseline none &
-[ "${PARAGRAPH:-0}" = 1 ] && baseline paragraph &
+baseline none base-none &
+baseline none base-none-r32 --lora-r 32 --lora-last-n 30 &  # the strongest floor: KV-LoRA r32 on every layer
+[ "${PARAGRAPH:-0}" = 1 ] && baseline paragraph base-paragraph &
 wait "${PIDS[@]}"
 note "phase 2"
 for G in 1 2 4 8; do qa qa-g${G}cos pre-g${G}cos compressed & done

@@ -210,6 +210,15 @@ def train(
         CodebookUpdate | None,
         typer.Option(help="gradient (the paper) or ema (EMA k-means codes). [default: the preset's]"),
     ] = None,
+    lora_r: Annotated[
+        int | None, typer.Option(help="Rank of the answering side's KV-LoRA. [default: the preset's]")
+    ] = None,
+    lora_last_n: Annotated[
+        int | None,
+        typer.Option(
+            help="KV-LoRA on the last N layers of the base LM (all: its layer count). [default: the preset's]"
+        ),
+    ] = None,
     tokenizer_vocab_size: Annotated[
         int | None, typer.Option(help="Vocabulary size of a from-scratch tokenizer. [default: the preset's]")
     ] = None,
@@ -283,6 +292,13 @@ def train(
         mcfg = code_space_of(read_meta(resolve_checkpoint(init_from, "last")).model, mcfg)
     if codebook_update is not None:
         mcfg = dataclasses.replace(mcfg, codebook_update=codebook_update)
+    if lora_r is not None or lora_last_n is not None:
+        mcfg = dataclasses.replace(
+            mcfg,
+            lora_r=lora_r or mcfg.lora_r,
+            lora_alpha=2 * (lora_r or mcfg.lora_r),  # alpha = 2r, as every preset
+            lora_last_n=mcfg.lora_last_n if lora_last_n is None else lora_last_n,
+        ).validate()
     if patience is not None:
         tcfg = dataclasses.replace(tcfg, patience=None if patience < 0 else patience)
     tcfg.validate()
