@@ -75,6 +75,7 @@ def summary(folder: Path, pattern: str) -> dict[str, Any] | None:
 def plot_qa(folder: Path) -> list[tuple[str, float, float, float | None]]:
     rows = [
         ("closed book (base-none)", "eval-base-none/none-*_summary.json"),
+        ("closed book, r32 all layers", "eval-base-none-r32/none-*_summary.json"),
         ("paragraph (base-paragraph)", "eval-base-paragraph/paragraph-*_summary.json"),
         ("oracle compressed", "eval-qa-compressed/compressed-oracle-*_summary.json"),
         ("bank compressed", "eval-qa-compressed/compressed-counts-*_summary.json"),
