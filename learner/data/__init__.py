@@ -71,7 +71,7 @@ def load_dataset(path: Path, fmt: str = "auto", documents: Path | None = None) -
     """Load ``path`` in format ``fmt``; ``documents`` is the evidence/paragraph file where one is needed."""
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(path, "no such file")
+        raise DataFormatError(path, "file does not exist")
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt in ("streamingqa-jsonl", "archivalqa") and documents is None:

@@ -289,7 +289,7 @@ CASES = [
     Case(
         ["eval", "--checkpoint", "nope", "--data", "q.json"], r"^error: --checkpoint: no checkpoint at nope "
     ),
-    Case(["eval", "--checkpoint", CKPT, "--data", "q.json"], "error: q.json: no such file"),
+    Case(["eval", "--checkpoint", CKPT, "--data", "q.json"], "error: q.json: file does not exist"),
     Case(
         ["eval", "--checkpoint", CKPT, "--data", "q.json", "--decoding", "beam"],
         r"^error: Invalid value for '--decoding'",

@@ -86,7 +86,7 @@ def test_store_up_gauge_drops_during_an_outage_and_recovers() -> None:
             return SimpleNamespace(inserted_count=len(records), duplicates=[])
 
     metrics, store = WorkerMetrics(), FlakyStore()
-    encoder = SimpleNamespace(device=torch.device("cpu"))
+    encoder = SimpleNamespace(device=torch.device("cpu"), codebook=None)
     worker = Worker(WorkerSettings(), encoder, store, metrics)  # type: ignore[arg-type]
     batch = SimpleNamespace(records=[], offsets=[], batch_id="b", dead_letters=[], encode_s=0.0)
     gauge = lambda: metrics.registry.get_sample_value("mbc_learner_store_up")  # noqa: E731
