@@ -10,7 +10,6 @@ logit gets + log m (docs/DESIGN.md §3a): :class:`learner.model.memory.Memory` c
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -85,9 +84,3 @@ class Aggregator(nn.Module):
         for block in self.blocks:
             x = block(x, memory)
         return x
-
-
-@torch.no_grad()
-def max_abs_difference(a: Tensor, b: Tensor) -> float:
-    """Largest elementwise |a - b| (a small helper for comparing aggregation paths)."""
-    return float((a.float() - b.float()).abs().max())

@@ -245,17 +245,6 @@ def encode(batch: Tokenized, encoder: TextEncoder, codebook: OnlineCodebook) -> 
     )
 
 
-def prepare(
-    messages: Sequence[RawMessage],
-    committable: Mapping[tuple[str, int], int],
-    group: str,
-    encoder: TextEncoder,
-    codebook: OnlineCodebook,
-) -> PreparedBatch:
-    """Decode, encode (tokenize + amortize) and quantize a batch: :func:`tokenize` then :func:`encode`."""
-    return encode(tokenize(messages, committable, group, encoder), encoder, codebook)
-
-
 def _split_poison(
     good: list[tuple[RawMessage, Document]], encoder: TextEncoder
 ) -> tuple[list[tuple[RawMessage, Document]], list[DeadLetter]]:

@@ -46,13 +46,15 @@ class CommitStored(ProcessingStrategy[FilteredPayload | Outcome]):
     def __init__(self, commit: Callable[..., None]) -> None:
         self.commit = commit
         self.abandoned = False
-        self.committed: list[str] = []  # batch ids, in commit order (for tests and logs)
+        self.committed_batches = 0  # a count, not a list: the worker runs for months
+        self.last_committed: str | None = None  # batch id of the newest commit, for logs
 
     def submit(self, message: Message[FilteredPayload | Outcome]) -> None:
         outcome: Any = message.payload
         if isinstance(outcome, Stored) and not self.abandoned:
             self.commit(dict(message.committable), force=True)
-            self.committed.append(outcome.batch_id)
+            self.committed_batches += 1
+            self.last_committed = outcome.batch_id
             return
         if isinstance(outcome, Abandoned) and not self.abandoned:
             log.warning(

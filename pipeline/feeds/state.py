@@ -65,13 +65,6 @@ class FeedState:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT OR IGNORE INTO published VALUES (?, ?, ?, ?)", rows)
 
-    def published_count(self, source: str | None = None) -> int:
-        if source is None:
-            row = self._db.execute("SELECT count(*) FROM published").fetchone()
-        else:
-            row = self._db.execute("SELECT count(*) FROM published WHERE source = ?", (source,)).fetchone()
-        return int(row[0])
-
     def validators(self, url: str) -> tuple[str | None, str | None]:
         """(ETag, Last-Modified) of the feed's last fully published response."""
         row = self._db.execute("SELECT etag, last_modified FROM http_cache WHERE url = ?", (url,)).fetchone()
