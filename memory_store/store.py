@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +42,9 @@ from memory_store.records import (
     WriteResult,
 )
 from memory_store.timeutil import epoch_day, utc
+
+if TYPE_CHECKING:
+    from memory_store.protocol import Store
 
 
 class MemoryStore:
@@ -320,3 +324,7 @@ class MemoryStore:
         if versions is not None and (missing := versions - self._num_codes.keys()):
             raise UnknownCodebookVersion(f"codebook version(s) {sorted(missing)} do not exist")
         return self._num_codes
+
+
+if TYPE_CHECKING:
+    _satisfies_protocol: type[Store] = MemoryStore  # mypy checks MemoryStore against the Store protocol

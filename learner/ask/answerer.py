@@ -19,7 +19,7 @@ from learner.inference.answer import DecodeConfig, answer_questions
 from learner.inference.device import pick_device, sync
 from learner.model.memory import Aggregation, Memory, memory_from_counts, memory_naive
 from learner.text.batching import TextBatcher
-from memory_store.store import MemoryStore
+from memory_store.protocol import Store
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Answerer:
     """A loaded checkpoint plus a store; codebook versions are cached (they never change)."""
 
     def __init__(
-        self, checkpoint: Path, store: MemoryStore, device: str = "auto", max_new_tokens: int = 16
+        self, checkpoint: Path, store: Store, device: str = "auto", max_new_tokens: int = 16
     ) -> None:
         self.device = pick_device(device)
         self.model, tokenizers, _ = load_checkpoint(checkpoint, self.device)

@@ -34,8 +34,8 @@ from learner.model.codebook_math import (
     reset_dead_codes_grouped,
 )
 from memory_store.errors import CodebookConflict, StoreUnavailable
+from memory_store.protocol import Store
 from memory_store.records import CodebookHealth
-from memory_store.store import MemoryStore
 
 log = get_logger(__name__)
 
@@ -73,7 +73,7 @@ class OnlineCodebook:
 
     def __init__(
         self,
-        store: MemoryStore,
+        store: Store,
         device: torch.device,
         mode: Literal["frozen", "ema"] = "frozen",
         decay: float = 0.99,

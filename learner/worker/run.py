@@ -35,7 +35,7 @@ from learner.worker.pipeline import PipelinedStore
 from learner.worker.settings import WorkerSettings
 from learner.worker.step import StoreStep
 from memory_store.errors import StoreUnavailable
-from memory_store.store import MemoryStore
+from memory_store.protocol import Store
 
 log = get_logger(__name__)
 DLQ_FLUSH_S = 10.0
@@ -45,7 +45,7 @@ class Worker:
     """The BatchSink of :class:`StoreStep`: everything a batch touches, in one object."""
 
     def __init__(
-        self, settings: WorkerSettings, encoder: TextEncoder, store: MemoryStore, metrics: WorkerMetrics
+        self, settings: WorkerSettings, encoder: TextEncoder, store: Store, metrics: WorkerMetrics
     ) -> None:
         self.settings, self.encoder, self.store, self.metrics = settings, encoder, store, metrics
         self.codebook = OnlineCodebook(
@@ -225,7 +225,7 @@ class _Factory(ProcessingStrategyFactory[Any]):
 
 
 def _lag_updater(
-    settings: WorkerSettings, store: MemoryStore, metrics: WorkerMetrics, stop: threading.Event
+    settings: WorkerSettings, store: Store, metrics: WorkerMetrics, stop: threading.Event
 ) -> None:
     """Every 10 s: log-end offsets minus the offsets the store holds, per partition."""
     consumer = Consumer(confluent_config(settings.kafka, **{"group.id": settings.group_id + "-lag"}))
@@ -248,7 +248,7 @@ def _lag_updater(
 def run_worker(
     settings: WorkerSettings,
     encoder: TextEncoder,
-    store: MemoryStore,
+    store: Store,
     shutdown: ShutdownRequest | None = None,
 ) -> int:
     """Consume until SIGINT/SIGTERM; returns the exit code (0 after a clean shutdown)."""
