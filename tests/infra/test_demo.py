@@ -119,6 +119,9 @@ def test_demo_cleans_up_after_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background (`cmd &` without job control) inherits SIGINT ignored,
+        # and so would the demo; a user's terminal delivers Ctrl-C with the default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
