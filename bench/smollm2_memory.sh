@@ -24,6 +24,7 @@ RESULTS=${RESULTS:-/tmp/results}
 PRE_MIN=${PRE_MIN:-7}
 QA_MIN=${QA_MIN:-9}
 PRE_BATCH=${PRE_BATCH:-64}
+BIG_BATCH=${BIG_BATCH:-256}
 QA_BATCH=${QA_BATCH:-48}
 EVAL_DOCS=${EVAL_DOCS:-200}
 PRE_STEPS=${PRE_STEPS:-100000}
@@ -75,12 +76,12 @@ baseline() {  # memory (none | paragraph), run name, extra train args
   evaluate "$name" "$memory" bank
 }
 
-qa() {  # name, pretrained run, memory
-  local name=$1 from=$2 memory=$3
+qa() {  # name, pretrained run, memory, extra train args (a later option wins)
+  local name=$1 from=$2 memory=$3; shift 3
   note "start qa $name from $from"
   mbc train --preset smollm2-135m --init pretrained --base-lm "$BASE" --memory "$memory" --train "$TRAIN" \
     --val "$DEV" --format squad --batch-size "$QA_BATCH" --oracle-fraction 0.5 --eval-every 200 \
-    --init-from "$RUNS/$from" --max-minutes "$QA_MIN" --run-dir "$RUNS/$name" --no-progress $QA_CAP \
+    --init-from "$RUNS/$from" --max-minutes "$QA_MIN" --run-dir "$RUNS/$name" --no-progress $QA_CAP "$@" \
     > "$RESULTS/$name.log" 2>&1
   note "end qa $name rc=$?"
   cp "$RUNS/$name/metrics.jsonl" "$RESULTS/$name.metrics.jsonl" 2>/dev/null
@@ -91,18 +92,29 @@ qa() {  # name, pretrained run, memory
 note "converting the GGUF once (every run then finds it in \$MBC_CACHE_DIR)"
 python3 -c "import sys; from learner.model.gguf_source import resolve_lm_source; print(resolve_lm_source(sys.argv[1]))" \
   "$BASE" >> "$RESULTS/chain.log" 2>&1 || { note "cannot convert $BASE"; exit 3; }
+note "phase 0: where a pretraining step's time goes (alone on the GPU)"
+python3 bench/profile_pretrain.py --base-lm "$BASE" --data "$REUTERS" --batches "${PROFILE_BATCHES:-64,256}" \
+  --steps "${PROFILE_STEPS:-4}" --warmup 2 --profile-steps 2 --out "$RESULTS/profile_pretrain.json" \
+  > "$RESULTS/profile_pretrain.log" 2>&1
+note "profile rc=$?"
+# the big-batch run takes BIG_BATCH only if the profile saw it fit in 40 GiB (five runs share the GPU)
+BIG_BATCH=$(python3 -c "import json,sys; r={x['batch']: x for x in json.load(open(sys.argv[1]))['rows']}; b=int(sys.argv[2]); print(b if (r.get(b, {}).get('peak_gpu_gib') or 0) <= 40 and 'error' not in r.get(b, {}) else max(int(sys.argv[3]), b // 2))" \
+  "$RESULTS/profile_pretrain.json" "$BIG_BATCH" "$PRE_BATCH" 2>/dev/null || echo "$PRE_BATCH")
+note "big batch $BIG_BATCH"
 note "phase 1"
 PIDS=()
 pretrain pre-full --memory full & PIDS+=($!)
-for G in 1 2 4 8; do
-  pretrain pre-g${G}cos --memory compressed --code-dim 32 --codes-per-vector $G --code-cosine & PIDS+=($!)
-done
-baseline none base-none &
+pretrain pre-g4cos-both --memory compressed --code-dim 32 --codes-per-vector 4 --code-cosine --objective both & PIDS+=($!)
+pretrain pre-g4cos-b256 --memory compressed --code-dim 32 --codes-per-vector 4 --code-cosine --batch-size "$BIG_BATCH" --lr 6e-4 & PIDS+=($!)
+pretrain pre-g4cos-squad --memory compressed --code-dim 32 --codes-per-vector 4 --code-cosine --data "$TRAIN" --format squad & PIDS+=($!)
 baseline none base-none-r32 --lora-r 32 --lora-last-n 30 &  # the strongest floor: KV-LoRA r32 on every layer
 [ "${PARAGRAPH:-0}" = 1 ] && baseline paragraph base-paragraph &
 wait "${PIDS[@]}"
 note "phase 2"
-for G in 1 2 4 8; do qa qa-g${G}cos pre-g${G}cos compressed & done
+qa qa-g4cos-both pre-g4cos-both compressed &
+qa qa-g4cos-b256 pre-g4cos-b256 compressed &
+qa qa-g4cos-squad pre-g4cos-squad compressed &
+qa qa-g4cos-squad-o1 pre-g4cos-squad compressed --oracle-fraction 1.0 &
 qa qa-full pre-full full &
 wait
 note "done"

@@ -154,9 +154,9 @@ class Trainer:
         # The retrieval warm-up leaves its last batch's gradients in .grad; the first step would
         # add them to its own (and, under DDP, average them in a different rounding order).
         model.zero_grad(set_to_none=True)
-        optimizer = torch.optim.Adam(self.params, lr=tcfg.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run_spec.warmup_then_constant(warmup))
         model = place_model(model, self.acc.device, bf16_ok=tcfg.mixed_precision == "bf16")
+        optimizer = run_spec.adam(self.params, tcfg.lr)  # after placement: fused on a GPU
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run_spec.warmup_then_constant(warmup))
         self.deadline = Deadline(None)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state["optimizer"])
