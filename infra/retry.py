@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
@@ -71,14 +71,7 @@ def retry(
     sleep: Callable[[float], None] | None = None,
 ) -> T:
     """``fn()``, called again after a backoff while it raises an error ``retry_if`` accepts."""
-    retrying = Retrying(
-        stop=_stop(attempts),
-        retry=_retryable(retry_if),
-        wait=backoff,
-        before_sleep=_before_sleep(on_retry),
-        sleep=sleep or time.sleep,
-        reraise=True,
-    )
+    retrying = Retrying(sleep=sleep or time.sleep, **_policy(attempts, retry_if, backoff, on_retry))
     return retrying(fn)
 
 
@@ -91,25 +84,31 @@ async def retry_async(
     on_retry: OnRetry | None = None,
 ) -> T:
     """The coroutine version of :func:`retry` (tenacity waits with ``asyncio.sleep``)."""
-    retrying = AsyncRetrying(
-        stop=_stop(attempts),
-        retry=_retryable(retry_if),
-        wait=backoff,
-        before_sleep=_before_sleep(on_retry),
-        reraise=True,
-    )
+    retrying = AsyncRetrying(**_policy(attempts, retry_if, backoff, on_retry))
     return await retrying(fn)
 
 
-def _stop(attempts: int) -> stop_after_attempt:
+class _Policy(TypedDict):
+    """What :func:`retry` and :func:`retry_async` tell tenacity, sync and async alike."""
+
+    stop: stop_after_attempt
+    retry: retry_if_exception
+    wait: Backoff
+    before_sleep: Callable[[RetryCallState], None] | None
+    reraise: bool
+
+
+def _policy(attempts: int, retry_if: RetryIf, backoff: Backoff, on_retry: OnRetry | None) -> _Policy:
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
-    return stop_after_attempt(attempts)
-
-
-def _retryable(retry_if: RetryIf) -> retry_if_exception:
-    """``retry_if``, asked about ``Exception`` only (tenacity catches ``BaseException``)."""
-    return retry_if_exception(lambda e: isinstance(e, Exception) and retry_if(e))
+    return _Policy(
+        stop=stop_after_attempt(attempts),
+        # tenacity catches BaseException: ask retry_if about Exception only
+        retry=retry_if_exception(lambda e: isinstance(e, Exception) and retry_if(e)),
+        wait=backoff,
+        before_sleep=_before_sleep(on_retry),
+        reraise=True,  # the last error itself, not tenacity's RetryError
+    )
 
 
 def _before_sleep(on_retry: OnRetry | None) -> Callable[[RetryCallState], None] | None:
