@@ -182,23 +182,6 @@ class MemoryStore:
             s = counts_.Slice(since, until, source_id, version)
             return counts_.slice_codes(conn, s, self._sizes(None, conn))
 
-    def count_vectors(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        source: str | None = None,
-        version: int | None = None,
-    ) -> dict[int, npt.NDArray[np.int64]]:
-        """:meth:`counts` as one (C,) vector per codebook version: what aggregation consumes."""
-        rows = self.counts(since=since, until=until, source=source, version=version)
-        sizes = self._sizes({r.codebook_version for r in rows})
-        out: dict[int, npt.NDArray[np.int64]] = {}
-        for r in rows:
-            out.setdefault(r.codebook_version, np.zeros(sizes[r.codebook_version], dtype=np.int64))[
-                r.code
-            ] = r.n
-        return out
-
     # -- codebooks -------------------------------------------------------------------------------
 
     def add_codebook_version(

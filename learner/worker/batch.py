@@ -62,9 +62,6 @@ class DeadLetter:
             timestamp_ms=int(m.timestamp.timestamp() * 1000) if m.timestamp is not None else None,
         )
 
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self.record().headers
-
 
 @dataclass
 class PreparedBatch:

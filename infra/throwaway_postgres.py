@@ -1,10 +1,11 @@
 """A throwaway PostgreSQL cluster built from the local server binaries (initdb / pg_ctl).
 
-Used by the test suite (``tests/conftest.py``) and by benchmarks (``bench/store_bench.py``) when no
-``MBC_TEST_DATABASE_URL`` is given; it lives with the tests, not in a shipped package. PostgreSQL
-refuses to run as root, so when we are root the server runs as the ``postgres`` user
+The Postgres counterpart of :mod:`infra.broker`: a real server for development, used by the test
+suite (``tests/conftest.py``) and by benchmarks (``bench/store_bench.py``) when no database URL is
+given. Never for data you keep: it runs with ``fsync`` off and trusts every local connection.
+PostgreSQL refuses to run as root, so when we are root the server runs as the ``postgres`` user
 (``runuser -u postgres --``). The data directory, socket and server process are removed on
-:meth:`stop`.
+:meth:`ThrowawayPostgres.stop`.
 """
 
 from __future__ import annotations
