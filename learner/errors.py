@@ -14,6 +14,10 @@ class ConfigValueError(LearnerError):
     """A model or training setting is invalid or inconsistent."""
 
 
+class UnknownModelFamily(ConfigValueError):
+    """A base-LM family (``LMSpec.arch``) that :mod:`learner.model.families` has no row for."""
+
+
 class CheckpointError(LearnerError):
     """A checkpoint is missing, incomplete, or does not fit the requested use."""
 
