@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from corpora.formats import QAFormat
 from infra.cli import setting_help
 from infra.settings import load_settings
 from learner.ask.settings import Aggregation
 from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, code_space_of, with_code_space
-from learner.data import Format
 from learner.model.config import PRESETS, TrainMemoryMode
 from learner.pretraining.cli import pretrain_amortizer
 from learner.settings import Device, LearnerSettings
@@ -131,7 +131,7 @@ def train(
             "--val", "--val-data", help="Validation QA file. [default: none; required unless --dry-run]"
         ),
     ] = None,
-    data_format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = "auto",
+    data_format: Annotated[QAFormat, typer.Option("--format", help=FORMAT_HELP)] = "auto",
     documents: Annotated[
         Path | None,
         typer.Option(help="Documents file for --train (StreamingQA JSONL, ArchivalQA). [default: none]"),
@@ -304,7 +304,7 @@ def train(
     tcfg.validate()
     if train_data is None or val_data is None:
         raise ConfigValueError("--train and --val are required (or use --dry-run)")
-    from learner.data import load_dataset
+    from corpora.qa import load_dataset
     from learner.model.build import param_breakdown
     from learner.training.spec import RunSpec
     from learner.training.trainer import Trainer
@@ -344,7 +344,7 @@ def evaluate(
         Path, typer.Option(help="Checkpoint folder, or a run folder (uses checkpoints/best-loss).")
     ],
     data: Annotated[Path, typer.Option(help="Test QA file.")],
-    data_format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = "auto",
+    data_format: Annotated[QAFormat, typer.Option("--format", help=FORMAT_HELP)] = "auto",
     documents: Annotated[
         Path | None, typer.Option(help="Documents file (StreamingQA JSONL, ArchivalQA). [default: none]")
     ] = None,
@@ -392,9 +392,9 @@ def evaluate(
     """Online adaptation: store the test documents in a bank, answer every question, report EM/F1, bytes, ms."""
     import torch
 
+    from corpora.qa import load_dataset
     from learner.checkpoint import load_checkpoint
     from learner.checkpoint_option import require_checkpoint
-    from learner.data import load_dataset
     from learner.eval.online import DecodeConfig, online_eval, write_report
 
     settings = _setup()

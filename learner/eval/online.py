@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from learner.data.types import QADataset, QADocument, QAExample
+from corpora.types import QADataset, QADocument, QAExample
 from learner.errors import CheckpointError
 from learner.eval.squad_metrics import best_over
 from learner.inference.answer import DecodeConfig, answer_questions

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from corpora.types import QADataset
 from infra.logging import get_logger
 from learner.checkpoint import (
     CheckpointMeta,
@@ -39,7 +40,6 @@ from learner.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from learner.data.types import QADataset
 from learner.errors import CheckpointError, ConfigValueError
 from learner.model.build import arch_configs
 from learner.model.config import ModelConfig, TrainConfig

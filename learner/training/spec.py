@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from corpora.types import QADataset
 from infra.logging import get_logger
-from learner.data.types import QADataset
 from learner.errors import ConfigValueError
 from learner.model.build import Init
 from learner.model.config import ModelConfig, TrainConfig

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from corpora.types import QADataset
 from infra.logging import get_logger
 from learner.checkpoint import (
     CheckpointMeta,
@@ -44,7 +45,6 @@ from learner.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from learner.data.types import QADataset
 from learner.eval.online import online_eval
 from learner.model.build import arch_configs
 from learner.model.gguf_source import identity_of

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from learner.data.io import field, read_csv, read_jsonl
-from learner.data.types import QADataset, QADocument, QAExample
-from learner.errors import DataFormatError
+from corpora.errors import DatasetError
+from corpora.files import field, read_csv, read_jsonl
+from corpora.types import QADataset, QADocument, QAExample
 
 OFFICIAL_COLUMNS = ("id", "question", "answer", "para_id")
 PROCESSED_COLUMNS = ("question", "answer", "ans_paragraph", "doc_id", "para_num")
@@ -38,7 +38,7 @@ def load_archivalqa_official(path: Path, paragraphs: Path) -> QADataset:
     for line, row in read_csv(path, OFFICIAL_COLUMNS):
         para = row["para_id"]
         if para not in texts:
-            raise DataFormatError(path, f"para_id {para!r} not found in {paragraphs}", line=line)
+            raise DatasetError(path, f"para_id {para!r} not found in {paragraphs}", line=line)
         ds.documents.setdefault(para, QADocument(para, texts[para]))
         ds.examples.append(
             QAExample(
@@ -52,7 +52,7 @@ def load_archivalqa_processed(path: Path) -> QADataset:
     ds = QADataset(path.name)
     for line, row in read_csv(path, PROCESSED_COLUMNS):
         if not row["para_num"].strip().lstrip("-").isdigit():
-            raise DataFormatError(path, f"para_num {row['para_num']!r} is not an integer", line=line)
+            raise DatasetError(path, f"para_num {row['para_num']!r} is not an integer", line=line)
         doc_id = f"{row['doc_id']}_{int(row['para_num'])}"
         ds.documents.setdefault(doc_id, QADocument(doc_id, row["ans_paragraph"]))
         qa_id = row.get("id") or f"{path.stem}-{len(ds.examples)}"
