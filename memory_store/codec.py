@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import struct
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -66,6 +67,13 @@ def count_rows(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 
 class CodecError(ValueError):
     """Bytes or arrays that do not fit the documented format."""
+
+
+class CodeLayout(NamedTuple):
+    """What a codebook version fixes about its documents' packed codes: C codes in G groups."""
+
+    num_codes: int
+    groups: int = 1
 
 
 def bits_per_code(num_codes: int) -> int:
@@ -157,6 +165,11 @@ def unpack_codes(
 ) -> npt.NDArray[np.int64]:
     """Unpack one document's blob into K indices."""
     return unpack_codes_batch([blob], k, num_codes, groups=groups, code_format=code_format)[0]
+
+
+def unpack_stored(blobs: list[bytes], k: int, layout: CodeLayout, code_format: int) -> npt.NDArray[np.int64]:
+    """Stored documents' blobs -> (N, K) indices, with their version's ``layout`` and their format."""
+    return unpack_codes_batch(blobs, k, layout.num_codes, groups=layout.groups, code_format=code_format)
 
 
 def encode_codebook(vectors: npt.ArrayLike, dtype: str = "float32") -> bytes:
