@@ -3,11 +3,12 @@ else defines how codes or codebooks look on disk or on the wire.
 
 Packed codes (``CODE_FORMAT_VERSION`` = 2 is written; formats 1 and 2 are read)
 --------------------------------------------------------------------------------
-A document's memory is K code indices ("slots") into a codebook version of C vectors made of
-G groups (product quantization) of ``C_g = C / G >= 2`` vectors each; group g holds indices
-``[g·C_g, (g+1)·C_g)``. Slot j belongs to group ``j mod G`` (the learner stores a context vector's
-G codes next to each other, group 0 first: K = K_vectors·G), so with G > 1 K is a multiple of G.
-G = 1 (a plain codebook) is the usual case.
+A document's memory is K code indices ("slots"; the document row's ``k``) into a codebook version
+of C vectors made of G groups (product quantization) of ``C_g = C / G >= 2`` vectors each; group g
+holds indices ``[g·C_g, (g+1)·C_g)``. Slot j belongs to group ``j mod G`` (the learner stores a
+context vector's G codes next to each other, group 0 first: K = context vectors × G), so in
+format 2 K is a multiple of G. G = 1 is a plain codebook (the ``tiny`` preset; G = 4 for
+``smollm2-135m``).
 
 Each slot is written as an unsigned integer of ``b`` bits:
 
@@ -21,9 +22,11 @@ slot 0 first, each integer least-significant bit first, and the stream is cut in
 least-significant bit first (numpy ``packbits(bitorder="little")``), the last byte padded with
 zero bits. Size: ``ceil(K * b / 8)`` bytes — 14 bytes for K = 12, C = 512, G = 1 (the reference
 code stores 96); for K = 48 codes (12 vectors × G = 4) of C = 2048 (4 × 512), 54 bytes in format 2
-(9 bits each), 66 in format 1 (11 bits). There is no header inside the blob: K, C, G and the
-format version live in the rows that hold it (the codebook version fixes C and G; the document
-row stores K and the format version).
+(9 bits each), 66 in format 1 (11 bits). A decoded value of ``C_g`` or more (format 1: ``C`` or
+more) is not a code and the blob is refused. There is no header inside the blob: K, C, G and the
+format version live in the rows that hold it (the codebook version fixes C and G:
+``codebook_versions.num_codes`` and ``.groups``; the document row stores ``k`` and
+``code_format``).
 
 Codebook vectors, format 1 (``CODEBOOK_FORMAT_VERSION``)
 -------------------------------------------------------
@@ -123,8 +126,8 @@ def pack_codes_batch(
     if values.size and (values.min() < 0 or values.max() >= limit):
         where = f"[0, {num_codes})" if code_format == 1 else f"its slot's group of {limit} codes"
         raise CodecError(f"code index out of range: every index must lie in {where}")
-    shifts = np.arange(b, dtype=np.int64)
-    bits = ((values[..., None] >> shifts) & 1).astype(np.uint8)  # (N, K, b)
+    shifts = np.arange(b, dtype=np.uint32)
+    bits = ((values.astype(np.uint32)[..., None] >> shifts) & 1).astype(np.uint8)  # (N, K, b)
     packed = np.packbits(bits.reshape(n, k * b), axis=1, bitorder="little")  # (N, ceil(K*b/8))
     return [row.tobytes() for row in packed]
 
