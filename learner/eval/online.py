@@ -48,7 +48,7 @@ from learner.model.memory import (
 )
 from learner.model.precision import needs_autocast
 from learner.text.tokenizers import Tokenizers
-from memory_store.codec import encode_codebook, pack_codes_batch, unpack_codes_batch
+from memory_store.codec import CODE_FORMAT_VERSION, encode_codebook, pack_codes_batch, unpack_codes_batch
 
 
 @dataclass
@@ -59,6 +59,7 @@ class Bank:
     num_docs: int
     stored_codes: int  # codes stored per document: K·G
     num_codes: int  # rows of the codebook they index: G·C
+    groups: int = 1  # G: slot j's code is one of group j mod G (what code format 2 packs by)
     blobs: list[bytes] = field(default_factory=list)  # compressed: packed codes per document
     versions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,)
     vectors: Tensor | None = None  # full: (N, K, D) float32 on CPU
@@ -80,7 +81,9 @@ class Bank:
 
     def codes(self) -> np.ndarray:
         """Unpack the stored blobs -> (N, K·G) code indices."""
-        return unpack_codes_batch(self.blobs, self.stored_codes, self.num_codes)
+        return unpack_codes_batch(
+            self.blobs, self.stored_codes, self.num_codes, groups=self.groups, code_format=CODE_FORMAT_VERSION
+        )
 
 
 @torch.no_grad()
@@ -89,7 +92,7 @@ def adapt(
 ) -> Bank:
     """Amortize (and quantize + pack) ``docs`` into a bank, through the one text -> codes path."""
     cfg = model.config
-    bank = Bank(mode, len(docs), cfg.stored_codes, cfg.stored_codebook_size)
+    bank = Bank(mode, len(docs), cfg.stored_codes, cfg.stored_codebook_size, cfg.codes_per_vector)
     if mode in ("none", "paragraph"):
         bank.text_bytes = sum(len(d.text.encode()) for d in docs) if mode == "paragraph" else 0
         return bank
@@ -103,7 +106,10 @@ def adapt(
         else:
             vec_parts.append(encoder.encode(texts).cpu())  # (b, K, D)
     if mode == "compressed":
-        bank.blobs = pack_codes_batch(np.concatenate(codes_parts), bank.num_codes)
+        codes = np.concatenate(codes_parts)  # (N, K·G)
+        bank.blobs = pack_codes_batch(
+            codes, bank.num_codes, groups=bank.groups, code_format=CODE_FORMAT_VERSION
+        )
         bank.versions = np.full(len(docs), version, dtype=np.int64)
         bank.codebooks = {version: vectors.float()}
         bank.rows = {version: model.codebook.memory_rows(vectors).float()}

@@ -121,7 +121,7 @@ def test_invalid_records_are_refused_before_anything_is_written(store: MemorySto
         doc("v", [1] * 12, version + 99),  # unknown codebook version
         replace(good, id="short", codes=good.codes[:-1]),
         replace(good, id="hash", content_sha256="xyz"),
-        replace(good, id="fmt", code_format=2),
+        replace(good, id="fmt", code_format=3),
         replace(good, id=""),
         replace(good, id="k", k=0),
     ]
