@@ -31,8 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import cpu_model
+from corpora.texts import load_texts
 from learner.cli_options import with_code_space
-from learner.data.plain_text import load_texts
 from learner.model.config import get_preset
 from learner.pretraining.objective import PretrainConfig
 from learner.pretraining.run import AmortizerPretrainer

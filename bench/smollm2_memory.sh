@@ -3,18 +3,17 @@
 # the H200 and what each run is to show). Everything runs in the background; results land in
 # $RESULTS (metrics.jsonl of every run, eval summaries, one log per run, chain.log).
 #
-# Phase 1, side by side: amortizer pretraining (reconstruct 128-token Reuters chunks) with full
-# memory (the reference gap) and the cosine code space with G = 1, 2, 4, 8 codes per vector (the
-# bytes-quality curve); the closed-book baseline trained for its row and evaluated, with the preset's
-# KV-LoRA (as the memory models) and with r32 on all 30 layers (the strongest floor). The paragraph
-# baseline (F1 55.7 on 2026-12-02) needs 55 GB beside the others: PARAGRAPH=1 adds it.
-# (2026-12-02 ran the raw codebook and the code space without l2 norm too: both kept far less.)
-# Phase 2: QA meta-training from each pretraining run, half the questions on their own document
-# (oracle), half on the batch; then the oracle and bank rows of each on dev part A: the curve of
-# bank F1 against bytes per document (bench/plot_memory_runs.py draws it).
+# Phase 0, alone: bench/profile_pretrain.py (where a step's time goes; picks BIG_BATCH).
+# Phase 1, side by side: amortizer pretraining (reconstruct 128-token chunks) with full memory (the
+# reference gap) and three G = 4 cosine code-space variants: + continuation objective, 4x batch, and
+# in-domain SQuAD train paragraphs; the closed-book floor (KV-LoRA r32 on all 30 layers) trained and
+# evaluated. PARAGRAPH=1 adds the paragraph ceiling (55 GB beside the others; F1 55.7 on 2026-12-02).
+# Phase 2: QA meta-training from each (half the questions on their own document; one run with all of
+# them), then the oracle and bank rows of each on dev part A.
 #
 # Scale knobs (environment): PRE_MIN, QA_MIN (minutes), PRE_BATCH, QA_BATCH, EVAL_DOCS, PRE_STEPS,
-# QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY.
+# QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY, BIG_BATCH, QA_EPOCHS,
+# PROFILE_BATCHES, PROFILE_STEPS.
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-.data}
@@ -31,6 +30,7 @@ PRE_STEPS=${PRE_STEPS:-100000}
 QA_STEPS=${QA_STEPS:-}
 MAX_TEXTS=${MAX_TEXTS:-}
 BASE_EPOCHS=${BASE_EPOCHS:-2}
+QA_EPOCHS=${QA_EPOCHS:-8}  # an upper bound: QA_MIN stops the run first on the H200
 EVAL_BATCH=${EVAL_BATCH:-64}
 EVAL_CHUNKS=${EVAL_CHUNKS:-128}
 LOG_EVERY=${LOG_EVERY:-50}
@@ -80,7 +80,7 @@ qa() {  # name, pretrained run, memory, extra train args (a later option wins)
   local name=$1 from=$2 memory=$3; shift 3
   note "start qa $name from $from"
   mbc train --preset smollm2-135m --init pretrained --base-lm "$BASE" --memory "$memory" --train "$TRAIN" \
-    --val "$DEV" --format squad --batch-size "$QA_BATCH" --oracle-fraction 0.5 --eval-every 200 \
+    --val "$DEV" --format squad --batch-size "$QA_BATCH" --oracle-fraction 0.5 --eval-every 200 --epochs "$QA_EPOCHS" \
     --init-from "$RUNS/$from" --max-minutes "$QA_MIN" --run-dir "$RUNS/$name" --no-progress $QA_CAP "$@" \
     > "$RESULTS/$name.log" 2>&1
   note "end qa $name rc=$?"
