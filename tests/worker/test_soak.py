@@ -8,14 +8,16 @@ folder), driven by :func:`bench.worker_soak.run_soak`, which samples the worker'
 This test runs 15,000 documents (one to three minutes on 2 shared CPU cores; 50,000 take 2 to 5
 minutes there, too long for a suite that must stay under 30 minutes); ``bench/worker_soak.py``
 runs the full 50,000 and its figures are in bench/results/worker_soak.json. The first 5,000 are
-warm-up: besides model loading and allocator pools, SQLite's page cache (up to 2 MB per pooled
-connection) fills as the database grows past a few MB, which is about 10 MB of bounded growth
-over the first 10,000 tiny documents. The two halves of the remaining 10,000 must then have the
+warm-up: besides model loading and allocator pools, RSS crept by about 10 MB over the first
+10,000 tiny documents and then stayed flat to 50,000 (bounded; probably SQLite's page cache, up
+to 2 MB per pooled connection, filling as the database grows past a few MB; not verified). The two halves of the remaining 10,000 must then have the
 same peak RSS within 5 % (the issue's criterion) and the same median within 3 %. A batch's
-transient allocations swing RSS by about 10 % (510-560 MB measured), so this catches retained
-growth of a few KB per document (keeping every prepared batch, about 3 KB per document, moved
-the median by 3.7 % over 12,000 documents), not a few bytes; the bench's halves of 22,500
-documents are four times as sensitive.
+transient allocations swing RSS by about 10 % (510-560 MB measured), which makes the peak a
+coarse figure; the median is the sensitive one (0.4-1.1 % in flat runs). Measured with a leak
+put in on purpose (the worker keeping every prepared batch, about 5 KB per document): median
+ratio 1.046, failing, while the peak ratio was 1.017. So this catches retained growth of more
+than about 3 KB per document (15 MB over a half's 5,000), not a few bytes; the bench's halves of
+22,500 documents are four times as sensitive.
 """
 
 from __future__ import annotations
