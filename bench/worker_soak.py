@@ -29,7 +29,6 @@ import datetime as dt
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -42,18 +41,16 @@ from typing import Any, NamedTuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import learner_e2e as e2e  # noqa: E402
 from bench.learner_e2e import build_checkpoint, events, exactness, feed, stored  # noqa: E402
 
 MB = 1024 * 1024
 
 
-def make_texts(n: int, seed: int = 0) -> list[str]:
+def make_texts(n: int) -> list[str]:
     """``n`` distinct texts of 10 to 150 words (the tiny preset truncates at 128 tokens), so that
     batches have many different padded lengths, as a real stream does."""
-    rng = random.Random(seed)
-    syll = ["ka", "to", "ren", "mi", "sol", "ver", "an", "del", "qu", "or", "ist", "ban", "lo", "tre", "ux"]
-    vocab = ["".join(rng.choice(syll) for _ in range(rng.randint(1, 3))) for _ in range(3000)]
-    return [" ".join(rng.choice(vocab) for _ in range(rng.randint(10, 150))) + f" doc {i}." for i in range(n)]
+    return e2e.make_texts(n, 10, max_words=150)
 
 
 def memory_bytes(pid: int) -> tuple[int, int]:
