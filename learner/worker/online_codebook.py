@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,6 +40,7 @@ from memory_store.protocol import Store
 from memory_store.records import CodebookHealth
 
 log = get_logger(__name__)
+PUBLISHED_KEPT = 1_000
 
 
 @dataclass
@@ -99,7 +101,9 @@ class OnlineCodebook:
         self.state: VersionState | None = None
         self.obs: Observations | None = None
         self._last_follow = 0.0
-        self.published: list[int] = []
+        # the newest versions this worker published (bounded: one more every publish_every_docs
+        # documents, for a worker that runs for months)
+        self.published: deque[int] = deque(maxlen=PUBLISHED_KEPT)
         self._groups: dict[int, int] = {}  # version -> its stored G (versions never change)
         # The pipelined worker quantizes batch n + 1 (encode thread) while it observes batch n and
         # may publish (write thread): hold this around anything that reads or replaces the state.
