@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from learner.data.types import QADataset, QADocument, QAExample
+from corpora.types import QADataset, QADocument, QAExample
 from learner.eval.online import adapt, online_eval
 from learner.inference.encode import DocumentEncoder
 from learner.model.build import build_model
