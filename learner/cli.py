@@ -1,4 +1,5 @@
-"""`mbc synth`, `mbc train` and `mbc eval`.
+"""`mbc train` and `mbc eval` (and the registration of `mbc synth` and `mbc pretrain-amortizer`, whose
+commands live with their programs).
 
 Heavy imports (torch, transformers) happen inside the commands so that `mbc --help` stays fast.
 """
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,9 +15,16 @@ import typer
 
 from corpora.formats import QAFormat
 from infra.cli import setting_help
-from infra.settings import load_settings
 from learner.ask.settings import Aggregation
-from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, code_space_of, with_code_space
+from learner.cli_options import (
+    CodeCosine,
+    CodeDim,
+    CodesPerVector,
+    code_space_of,
+    start_command,
+    with_code_space,
+)
+from learner.data.synth.cli import synth
 from learner.model.config import PRESETS, TrainMemoryMode
 from learner.pretraining.cli import pretrain_amortizer
 from learner.settings import Device, LearnerSettings
@@ -29,67 +36,6 @@ MixedPrecision = Literal["auto", "no", "bf16"]
 CodebookUpdate = Literal["gradient", "ema"]  # ModelConfig.codebook_update
 EvalMemory = Literal["compressed", "full", "none", "paragraph"]
 Decoding = Literal["greedy", "paper"]
-
-
-def _setup(service: str = "learner") -> LearnerSettings:
-    from infra.logging import configure_logging
-
-    settings = load_settings(LearnerSettings)
-    configure_logging(service, settings.log_level, settings.log_json)
-    if settings.hf_offline:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if settings.num_threads:
-        import torch
-
-        torch.set_num_threads(settings.num_threads)
-    return settings
-
-
-def synth(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write pretrain/train/val/test files into.")],
-    pretrain_docs: Annotated[
-        int, typer.Option(min=0, help="Documents of the base-LM pretraining split.")
-    ] = 512,
-    train_docs: Annotated[int, typer.Option(min=0, help="Documents of the training split.")] = 1536,
-    val_docs: Annotated[int, typer.Option(min=0, help="Documents of the validation split.")] = 64,
-    test_docs: Annotated[int, typer.Option(min=0, help="Documents of the test split.")] = 64,
-    bank_size: Annotated[int, typer.Option(min=1, help="Documents per bank with distinct first names.")] = 32,
-    relations: Annotated[
-        int, typer.Option(min=1, max=3, help="How many fact kinds (job, city, pet) to use.")
-    ] = 3,
-    values: Annotated[int, typer.Option(min=2, max=16, help="Possible values per fact kind.")] = 16,
-    min_distractors: Annotated[
-        int, typer.Option(min=0, help="Fewest distractor sentences per document.")
-    ] = 1,
-    max_distractors: Annotated[int, typer.Option(min=0, help="Most distractor sentences per document.")] = 2,
-    train_people: Annotated[
-        int,
-        typer.Option(
-            min=0, help="Distinct people of the train split (they recur with new facts); 0: all distinct."
-        ),
-    ] = 640,
-    seed: Annotated[int, typer.Option(help="Random seed; the output is a function of all options.")] = 0,
-) -> None:
-    """Write a synthetic knowledge stream (StreamingQA CSV and JSONL forms) with disjoint people per split."""
-    from learner.data.synth.generator import SynthConfig, write_all
-
-    _setup()
-    cfg = SynthConfig(
-        pretrain_docs,
-        train_docs,
-        val_docs,
-        test_docs,
-        bank_size,
-        relations,
-        values,
-        min_distractors=min_distractors,
-        max_distractors=max_distractors,
-        pretrain_max_distractors=max_distractors,
-        train_people=train_people or None,
-        seed=seed,
-    )
-    counts = write_all(cfg, out_dir)
-    typer.echo(json.dumps({"out_dir": str(out_dir), "rows": counts}))
 
 
 def _format_breakdown(title: str, rows: list[tuple[str, int]]) -> str:
@@ -255,7 +201,7 @@ def train(
     from learner.errors import ConfigValueError
     from learner.model.config import get_preset
 
-    settings = _setup()
+    settings = start_command()
     if preset not in PRESETS:
         raise ConfigValueError(f"--preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     p = get_preset(preset)
@@ -397,7 +343,7 @@ def evaluate(
     from learner.checkpoint_option import require_checkpoint
     from learner.eval.online import DecodeConfig, online_eval, write_report
 
-    settings = _setup()
+    settings = start_command()
     choice = device or settings.device
     dev = torch.device(
         "cuda" if choice == "auto" and torch.cuda.is_available() else ("cpu" if choice == "auto" else choice)

@@ -6,14 +6,13 @@ Registered by :func:`learner.cli.register`; heavy imports happen inside the comm
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
 import typer
 
 from corpora.formats import TEXT_FORMATS
-from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, with_code_space
+from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, start_command, with_code_space
 
 PRESET_HELP = "Model preset (smollm2-135m is the one this was built for; any pretrained-LM preset works)."
 
@@ -86,23 +85,13 @@ def pretrain_amortizer(
     meta-training from it.
     """
     from corpora.texts import load_texts
-    from infra.logging import configure_logging
-    from infra.settings import load_settings
     from learner.errors import ConfigValueError
     from learner.model.config import get_preset
     from learner.pretraining.batches import Objective
     from learner.pretraining.objective import PretrainConfig
     from learner.pretraining.run import AmortizerPretrainer
-    from learner.settings import LearnerSettings
 
-    settings = load_settings(LearnerSettings)
-    configure_logging("learner", settings.log_level, settings.log_json)
-    if settings.hf_offline:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if settings.num_threads:
-        import torch
-
-        torch.set_num_threads(settings.num_threads)
+    start_command()
     model_cfg = with_code_space(get_preset(preset).model, codes_per_vector, code_dim, code_cosine)
     if memory not in ("compressed", "full"):
         raise ConfigValueError("--memory must be compressed or full")
