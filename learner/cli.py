@@ -25,7 +25,7 @@ from learner.cli_options import (
     with_code_space,
 )
 from learner.data.synth.cli import synth
-from learner.model.config import PRESETS, TrainMemoryMode
+from learner.model.config import PRESETS, MemoryQuery, TrainMemoryMode
 from learner.pretraining.cli import pretrain_amortizer
 from learner.settings import Device, LearnerSettings
 
@@ -165,6 +165,14 @@ def train(
             help="KV-LoRA on the last N layers of the base LM (all: its layer count). [default: the preset's]"
         ),
     ] = None,
+    memory_query: Annotated[
+        MemoryQuery | None,
+        typer.Option(
+            help="What the aggregator's query reads: question (MAC/MBC) or reconstruct (amortizer "
+            "pretraining's fixed query: the prefix restates the memory, the LM reads the question in its "
+            "prompt; train with --oracle-fraction 1). [default: the preset's]"
+        ),
+    ] = None,
     tokenizer_vocab_size: Annotated[
         int | None, typer.Option(help="Vocabulary size of a from-scratch tokenizer. [default: the preset's]")
     ] = None,
@@ -238,6 +246,8 @@ def train(
         mcfg = code_space_of(read_meta(resolve_checkpoint(init_from, "last")).model, mcfg)
     if codebook_update is not None:
         mcfg = dataclasses.replace(mcfg, codebook_update=codebook_update)
+    if memory_query is not None:
+        mcfg = dataclasses.replace(mcfg, memory_query=memory_query).validate()
     if lora_r is not None or lora_last_n is not None:
         mcfg = dataclasses.replace(
             mcfg,

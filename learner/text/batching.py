@@ -17,6 +17,7 @@ from torch import Tensor
 from corpora.types import QADataset
 from learner.model.config import ModelConfig
 from learner.model.mbc import TrainBatch
+from learner.text.queries import RECONSTRUCT, TASK_QUERIES
 from learner.text.tokenizers import Tokenizers
 
 
@@ -58,6 +59,10 @@ class TextBatcher:
         return self._amort(texts, self.cfg.max_doc_tokens)
 
     def questions_amort(self, questions: Sequence[str]) -> list[list[int]]:
+        """What the aggregator's query reads for each question: the question itself, or with
+        ``memory_query="reconstruct"`` pretraining's fixed reconstruction query for all of them."""
+        if self.cfg.memory_query == "reconstruct":
+            questions = [TASK_QUERIES[RECONSTRUCT]] * len(questions)
         return self._amort(questions, self.cfg.max_question_tokens)
 
     def questions_lm(self, questions: Sequence[str]) -> list[list[int]]:

@@ -22,15 +22,10 @@ from learner.checkpoint import load_checkpoint
 from learner.errors import CheckpointError, ConfigValueError
 from learner.model.config import LMSpec, ModelConfig
 from learner.model.lora import is_lora_parameter
-from learner.pretraining.batches import (
-    CONTINUE,
-    RECONSTRUCT,
-    chunk_texts,
-    collate_pretrain,
-    query_batch,
-)
+from learner.pretraining.batches import chunk_texts, collate_pretrain, query_batch
 from learner.pretraining.objective import PretrainConfig, lm_logits, memory_gap, pretrain_loss
 from learner.pretraining.run import AmortizerPretrainer
+from learner.text.queries import CONTINUE, RECONSTRUCT
 from learner.text.tokenizers import train_tokenizer
 from tests.learner.helpers import WORDS, tiny_llama
 from tests.learner.test_smollm2 import lm_config
