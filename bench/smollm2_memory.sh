@@ -3,13 +3,14 @@
 # the H200 and what each run is to show). Everything runs in the background; results land in
 # $RESULTS (metrics.jsonl of every run, eval summaries, one log per run, chain.log).
 #
-# Phase 0, alone: bench/profile_pretrain.py (where a step's time goes; picks BIG_BATCH).
-# Phase 1, side by side: amortizer pretraining (reconstruct 128-token chunks) with full memory (the
-# reference gap) and three G = 4 cosine code-space variants: + continuation objective, 4x batch, and
-# in-domain SQuAD train paragraphs; the closed-book floor (KV-LoRA r32 on all 30 layers) trained and
-# evaluated. PARAGRAPH=1 adds the paragraph ceiling (55 GB beside the others; F1 55.7 on 2026-12-02).
-# Phase 2: QA meta-training from each (half the questions on their own document; one run with all of
-# them), then the oracle and bank rows of each on dev part A.
+# Phase 0, alone: bench/profile_pretrain.py (where a step's time goes, at batch 128 and 256).
+# Phase 1 (the third lease's plan, after 2026-12-03 showed QA ignoring a memory that pretraining had
+# filled): amortizer pretraining at batch BIG_BATCH (128), float memory and the G = 4 cosine code space.
+# FLOOR=1 retrains the closed-book floor (F1 7.7 on 2026-12-03), PARAGRAPH=1 the paragraph ceiling.
+# Phase 2: QA meta-training with --memory-query reconstruct (the prefix restates the memory as in
+# pretraining; the LM reads the question in its prompt), every question on its own paragraph; the
+# question-query mode beside it; then each run's oracle row (and bank row for the question mode) on
+# dev part A and bench/qa_memory_gap.py (QA loss with own / zero / other paragraph's memory).
 #
 # Scale knobs (environment): PRE_MIN, QA_MIN (minutes), PRE_BATCH, QA_BATCH, EVAL_DOCS, PRE_STEPS,
 # QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY, BIG_BATCH, QA_EPOCHS,
@@ -23,7 +24,7 @@ RESULTS=${RESULTS:-/tmp/results}
 PRE_MIN=${PRE_MIN:-7}
 QA_MIN=${QA_MIN:-9}
 PRE_BATCH=${PRE_BATCH:-64}
-BIG_BATCH=${BIG_BATCH:-256}
+BIG_BATCH=${BIG_BATCH:-128}
 QA_BATCH=${QA_BATCH:-48}
 EVAL_DOCS=${EVAL_DOCS:-200}
 PRE_STEPS=${PRE_STEPS:-100000}
@@ -76,8 +77,8 @@ baseline() {  # memory (none | paragraph), run name, extra train args
   evaluate "$name" "$memory" bank
 }
 
-qa() {  # name, pretrained run, memory, extra train args (a later option wins)
-  local name=$1 from=$2 memory=$3; shift 3
+qa() {  # name, pretrained run, memory, banks (oracle | "oracle bank"), extra train args (a later option wins)
+  local name=$1 from=$2 memory=$3 banks=$4; shift 4
   note "start qa $name from $from"
   mbc train --preset smollm2-135m --init pretrained --base-lm "$BASE" --memory "$memory" --train "$TRAIN" \
     --val "$DEV" --format squad --batch-size "$QA_BATCH" --oracle-fraction 0.5 --eval-every 200 --epochs "$QA_EPOCHS" \
@@ -85,36 +86,34 @@ qa() {  # name, pretrained run, memory, extra train args (a later option wins)
     > "$RESULTS/$name.log" 2>&1
   note "end qa $name rc=$?"
   cp "$RUNS/$name/metrics.jsonl" "$RESULTS/$name.metrics.jsonl" 2>/dev/null
-  evaluate "$name" "$memory" oracle
-  evaluate "$name" "$memory" bank
+  for bank in $banks; do evaluate "$name" "$memory" "$bank"; done
+  python3 bench/qa_memory_gap.py --checkpoint "$RUNS/$name/checkpoints/last" --data "$DEV" --base-lm "$BASE" \
+    --num-docs "$EVAL_DOCS" --no-progress --out "$RESULTS/gap-$name.json" > "$RESULTS/gap-$name.log" 2>&1
+  note "qa memory gap $name rc=$?"
 }
 
 note "converting the GGUF once (every run then finds it in \$MBC_CACHE_DIR)"
 python3 -c "import sys; from learner.model.gguf_source import resolve_lm_source; print(resolve_lm_source(sys.argv[1]))" \
   "$BASE" >> "$RESULTS/chain.log" 2>&1 || { note "cannot convert $BASE"; exit 3; }
 note "phase 0: where a pretraining step's time goes (alone on the GPU)"
-python3 bench/profile_pretrain.py --base-lm "$BASE" --data "$REUTERS" --batches "${PROFILE_BATCHES:-64,256}" \
+python3 bench/profile_pretrain.py --base-lm "$BASE" --data "$REUTERS" --batches "${PROFILE_BATCHES:-128,256}" \
   --steps "${PROFILE_STEPS:-4}" --warmup 2 --profile-steps 2 --out "$RESULTS/profile_pretrain.json" \
   > "$RESULTS/profile_pretrain.log" 2>&1
 note "profile rc=$?"
-# the big-batch run takes BIG_BATCH only if the profile saw it fit in 40 GiB (five runs share the GPU)
-BIG_BATCH=$(python3 -c "import json,sys; r={x['batch']: x for x in json.load(open(sys.argv[1]))['rows']}; b=int(sys.argv[2]); print(b if (r.get(b, {}).get('peak_gpu_gib') or 0) <= 40 and 'error' not in r.get(b, {}) else max(int(sys.argv[3]), b // 2))" \
-  "$RESULTS/profile_pretrain.json" "$BIG_BATCH" "$PRE_BATCH" 2>/dev/null || echo "$PRE_BATCH")
-note "big batch $BIG_BATCH"
 note "phase 1"
 PIDS=()
-pretrain pre-full --memory full & PIDS+=($!)
-pretrain pre-g4cos-both --memory compressed --code-dim 32 --codes-per-vector 4 --code-cosine --objective both & PIDS+=($!)
-pretrain pre-g4cos-b256 --memory compressed --code-dim 32 --codes-per-vector 4 --code-cosine --batch-size "$BIG_BATCH" --lr 6e-4 & PIDS+=($!)
-pretrain pre-g4cos-squad --memory compressed --code-dim 32 --codes-per-vector 4 --code-cosine --data "$TRAIN" --format squad & PIDS+=($!)
-baseline none base-none-r32 --lora-r 32 --lora-last-n 30 &  # the strongest floor: KV-LoRA r32 on every layer
+R="--batch-size $BIG_BATCH --lr 6e-4"  # 2026-12-03: twice the batch opened the gap fastest
+pretrain pre-full --memory full $R & PIDS+=($!)
+pretrain pre-g4cos --memory compressed --code-dim 32 --codes-per-vector 4 --code-cosine $R & PIDS+=($!)
 [ "${PARAGRAPH:-0}" = 1 ] && baseline paragraph base-paragraph &
+[ "${FLOOR:-0}" = 1 ] && baseline none base-none-r32 --lora-r 32 --lora-last-n 30 &  # F1 7.7 on 2026-12-03
 wait "${PIDS[@]}"
 note "phase 2"
-qa qa-g4cos-both pre-g4cos-both compressed &
-qa qa-g4cos-b256 pre-g4cos-b256 compressed &
-qa qa-g4cos-squad pre-g4cos-squad compressed &
-qa qa-g4cos-squad-o1 pre-g4cos-squad compressed --oracle-fraction 1.0 &
-qa qa-full pre-full full &
+# reconstruct: the prefix is the memory's own reconstruction prefix, the question in the LM's prompt;
+# every question on its own paragraph (a bank needs retrieval first: issue 20)
+qa qa-full-rq pre-full full oracle --memory-query reconstruct --oracle-fraction 1.0 &
+qa qa-g4cos-rq pre-g4cos compressed oracle --memory-query reconstruct --oracle-fraction 1.0 &
+qa qa-g4cos-rq-lr pre-g4cos compressed oracle --memory-query reconstruct --oracle-fraction 1.0 --lr 3e-4 &
+qa qa-g4cos-q pre-g4cos compressed "oracle bank" &  # the question-query mode, from the longer pretraining
 wait
 note "done"
