@@ -45,6 +45,18 @@ class CrossAttentionBlock(nn.Module):
         # (..., M, H*hd) -> (..., H, M, hd)
         return t.unflatten(-1, (self.heads, self.head_dim)).transpose(-3, -2)
 
+    def attention(self, x: Tensor, memory: Memory) -> Tensor:
+        """The attention weights this block gives the memory rows: (B, H, K, M), rows summing to 1 —
+        what ``forward``'s fused attention computes and does not return (citations read them)."""
+        mem = self.norm_mem(memory.vectors.to(x.dtype))  # (M, D) or (B, M, D)
+        q = self._split(self.to_q(self.norm_q(x)))  # (B, H, K, hd)
+        k = self._split(self.to_k(mem))  # (H, M, hd) or (B, H, M, hd)
+        logits = q @ k.transpose(-1, -2) / self.head_dim**0.5  # (B, H, K, M)
+        if memory.log_weight is not None:
+            w = memory.log_weight.to(q.dtype)
+            logits = logits + (w.view(1, 1, 1, -1) if w.dim() == 1 else w[:, None, None, :])
+        return logits.softmax(-1)
+
     def forward(self, x: Tensor, memory: Memory) -> Tensor:
         """x (B, K, D), memory rows (M, D) or (B, M, D) -> (B, K, D)."""
         mem = self.norm_mem(memory.vectors.to(x.dtype))  # (M, D) or (B, M, D)
@@ -84,3 +96,14 @@ class Aggregator(nn.Module):
         for block in self.blocks:
             x = block(x, memory)
         return x
+
+    def attention_mass(self, x: Tensor, memory: Memory) -> Tensor:
+        """Share of the attention each memory row gets (B, M), averaged over blocks, heads and the K
+        query vectors (each row of the result sums to 1); ``x`` (B, K, D) are the question vectors."""
+        if memory.num_rows == 0:
+            raise ValueError("cannot aggregate over an empty memory")
+        mass = x.new_zeros(x.shape[0], memory.num_rows)
+        for block in self.blocks:
+            mass = mass + block.attention(x, memory).mean(dim=(1, 2))  # (B, M)
+            x = block(x, memory)
+        return mass / len(self.blocks)
