@@ -85,9 +85,19 @@ class Answerer:
         until: datetime | None = None,
         source: str | None = None,
         aggregation: Aggregation = "counts",
+    ) -> tuple[Memory | None, int, list[int]]:
+        """(memory, documents in the slice, codebook versions used); memory None for an empty slice."""
+        return self._slice_memory(since, until, source, aggregation)[:3]
+
+    def _slice_memory(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        source: str | None,
+        aggregation: Aggregation,
     ) -> tuple[Memory | None, int, list[int], npt.NDArray[np.int64]]:
-        """(memory, documents in the slice, codebook versions used, the slice as (version, code,
-        count) rows (R, 3) — the counts memory's rows, in order); memory None for an empty slice."""
+        """:meth:`memory` and the slice as (version, code, count) rows (R, 3), the counts memory's
+        rows in order."""
         k = int(self.model.config.stored_codes)  # codes per document: K·G
         if aggregation == "counts":
             counted = self.store.counts(since=since, until=until, source=source)
@@ -142,7 +152,7 @@ class Answerer:
             found = self.store.retrieve(query, retrieve, since, until, source)
             memory, docs, versions, rows = self._memory_of(*retrieved_codes(found), aggregation)
         else:
-            memory, docs, versions, rows = self.memory(since, until, source, aggregation)
+            memory, docs, versions, rows = self._slice_memory(since, until, source, aggregation)
         text, refusal, cited, uncited = None, None, [], 0.0
         if memory is None:
             refusal = self._nothing_in(since, until, source)

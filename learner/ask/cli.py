@@ -129,7 +129,9 @@ def _print_citations(result: Any) -> None:
     for c in result.citations:
         title = f" {c.title!r}" if c.title else ""
         url = f" {c.url}" if c.url else ""
-        typer.secho(f"    {c.attention_mass:6.1%}  {c.id}{title} ({c.source}, {c.published_at}){url}", dim=True)
+        typer.secho(
+            f"    {c.attention_mass:6.1%}  {c.id}{title} ({c.source}, {c.published_at}){url}", dim=True
+        )
     if not result.retrieve and result.citations:
         typer.secho(f"    {result.uncited_mass:6.1%}  the other documents of the slice", dim=True)
 

@@ -24,7 +24,7 @@ over its codes. Over every document of the memory the masses sum to 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from learner.model.aggregator import CrossAttentionBlock
 from learner.model.mbc import MBCModel
 from learner.model.memory import Memory
 from learner.text.batching import TextBatcher, pad
@@ -68,6 +69,7 @@ def query_function(
     @torch.no_grad()
     def query(version: int, book: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         block = model.aggregator.blocks[0]
+        assert isinstance(block, CrossAttentionBlock)
         weights = block.attention(x, Memory(rows(version).to(x.device)))  # (1, H, K, G·C)
         a = weights.float().mean(dim=(0, 1, 2))  # (G·C,)
         q = a.cpu() @ torch.from_numpy(np.asarray(book, dtype=np.float32))  # (d,)
@@ -87,7 +89,9 @@ def document_masses(
     per_code = row_mass.detach().float().cpu().numpy() / np.maximum(count_rows[:, 2], 1)  # (R,)
     out = []
     for version, codes in docs:
-        out.append(float(sum(per_code[index[(version, int(c))]] for c in codes if (version, int(c)) in index)))
+        out.append(
+            float(sum(per_code[index[(version, int(c))]] for c in codes if (version, int(c)) in index))
+        )
     return out
 
 
@@ -97,9 +101,7 @@ def citations(
     """Citations of ``docs`` in a memory of ``count_rows`` whose rows got ``row_mass``, by mass."""
     masses = document_masses([(d.codebook_version, d.indices) for d in docs], count_rows, row_mass)
     out = [
-        Citation(
-            d.id, d.title, d.url, d.source, d.published_at.isoformat(), round(m, 6), round(d.score, 6)
-        )
+        Citation(d.id, d.title, d.url, d.source, d.published_at.isoformat(), round(m, 6), round(d.score, 6))
         for d, m in zip(docs, masses, strict=True)
     ]
     return sorted(out, key=lambda c: (-c.attention_mass, c.id))
@@ -109,8 +111,3 @@ def retrieved_codes(docs: Sequence[RetrievedDocument]) -> tuple[npt.NDArray[np.i
     """Codes (N, K) and versions (N,) of retrieved documents (one K per store)."""
     codes = np.asarray([d.indices for d in docs], dtype=np.int64).reshape(len(docs), -1)
     return codes, np.asarray([d.codebook_version for d in docs], dtype=np.int64)
-
-
-def count_rows_of(rows: Sequence[Sequence[int]] | Mapping[int, int]) -> npt.NDArray[np.int64]:
-    """(version, code, count) rows as an (R, 3) int64 array."""
-    return np.asarray(list(rows), dtype=np.int64).reshape(-1, 3)

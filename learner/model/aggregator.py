@@ -10,6 +10,7 @@ logit gets + log m (docs/DESIGN.md §3a): :class:`learner.model.memory.Memory` c
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -97,6 +98,7 @@ class Aggregator(nn.Module):
             x = block(x, memory)
         return x
 
+    @torch.no_grad()
     def attention_mass(self, x: Tensor, memory: Memory) -> Tensor:
         """Share of the attention each memory row gets (B, M), averaged over blocks, heads and the K
         query vectors (each row of the result sums to 1); ``x`` (B, K, D) are the question vectors."""
@@ -104,6 +106,7 @@ class Aggregator(nn.Module):
             raise ValueError("cannot aggregate over an empty memory")
         mass = x.new_zeros(x.shape[0], memory.num_rows)
         for block in self.blocks:
+            assert isinstance(block, CrossAttentionBlock)
             mass = mass + block.attention(x, memory).mean(dim=(1, 2))  # (B, M)
             x = block(x, memory)
         return mass / len(self.blocks)
