@@ -14,6 +14,7 @@ both behind int64 ids so that deleted documents leave exactly (``remove_ids``).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -21,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from memory_store.errors import InvalidRecord
+
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # not four INFO lines on every command
 
 FLAT_LIMIT = 100_000  # documents per version searched exactly; an IVF index beyond
 IVF_NPROBE = 32  # lists an IVF search visits (of 4·√N): recall ~0.99 on random keys (bench/retrieval.md)

@@ -60,20 +60,26 @@ def question_vectors(model: MBCModel, texts: TextBatcher, question: str, device:
     return model.aggregator.question_encoder(q_ids.to(device), q_mask.to(device))  # type: ignore[no-any-return]
 
 
+@torch.no_grad()
+def query_vectors(model: MBCModel, x: Tensor, rows: Tensor, book: Tensor) -> Tensor:
+    """Query vectors (B, d) of questions ``x`` (B, K, D) for a codebook version whose stored vectors
+    are ``book`` (G·C, d) and memory rows ``rows`` (G·C, D): the first block's attention over every
+    code, averaged over heads and question vectors, as weights of a mean of code vectors."""
+    block = model.aggregator.blocks[0]
+    assert isinstance(block, CrossAttentionBlock)
+    a = block.attention(x, Memory(rows.to(x.device))).float().mean(dim=(1, 2))  # (B, G·C)
+    return F.normalize(a.cpu() @ book.float().cpu(), dim=-1)  # (B, d)
+
+
 def query_function(
     model: MBCModel, x: Tensor, rows: Callable[[int], Tensor]
 ) -> Callable[[int, npt.NDArray[np.float32]], npt.NDArray[np.float32]]:
-    """``query(v, book)``: the query vector (d,) of questions ``x`` (1, K, D) for codebook version v,
-    whose stored vectors are ``book`` (G·C, d) and whose memory rows are ``rows(v)`` (G·C, D)."""
+    """``query(v, book)``: the query vector (d,) of one question ``x`` (1, K, D) for codebook version
+    v, whose stored vectors are ``book`` (G·C, d) and whose memory rows are ``rows(v)`` (G·C, D)."""
 
-    @torch.no_grad()
     def query(version: int, book: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        block = model.aggregator.blocks[0]
-        assert isinstance(block, CrossAttentionBlock)
-        weights = block.attention(x, Memory(rows(version).to(x.device)))  # (1, H, K, G·C)
-        a = weights.float().mean(dim=(0, 1, 2))  # (G·C,)
-        q = a.cpu() @ torch.from_numpy(np.asarray(book, dtype=np.float32))  # (d,)
-        return F.normalize(q, dim=0).numpy()
+        book_t = torch.from_numpy(np.asarray(book, dtype=np.float32))
+        return query_vectors(model, x, rows(version), book_t)[0].numpy()  # type: ignore[no-any-return]
 
     return query
 
