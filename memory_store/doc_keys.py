@@ -123,7 +123,12 @@ class KeyIndex:
                 params = faiss.SearchParametersIVF(sel=sel, nprobe=self.index.nprobe)  # type: ignore[call-arg]
             else:
                 params = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
-        scores, ids = self.index.search(q, k, params=params)  # (1, k) each
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # one query: OpenMP's threads only spin (15 ms vs 0.03 at 10^3 docs)
+        try:
+            scores, ids = self.index.search(q, k, params=params)  # (1, k) each
+        finally:
+            faiss.omp_set_num_threads(threads)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep].astype(np.int64)
 

@@ -15,7 +15,14 @@ import torch
 from torch import Tensor
 
 from learner.ask.question import question_problem
-from learner.ask.retrieval import Citation, citations, query_function, question_vectors, retrieved_codes
+from learner.ask.retrieval import (
+    Citation,
+    citations,
+    first_block_keys,
+    query_function,
+    question_vectors,
+    retrieved_codes,
+)
 from learner.checkpoint import load_checkpoint
 from learner.errors import BlankQuestion
 from learner.inference.answer import DecodeConfig, answer_questions
@@ -70,6 +77,7 @@ class Answerer:
         self.store = store
         self.decode = DecodeConfig(max_new_tokens=max_new_tokens)
         self._codebooks: dict[int, Tensor] = {}
+        self._query_keys: dict[int, Tensor] = {}  # version -> first-block keys of its rows (queries)
         self.cite = cite
 
     def _codebook_tensors(self, versions: set[int]) -> dict[int, Tensor]:
@@ -78,6 +86,14 @@ class Answerer:
             stored = torch.from_numpy(self.store.get_codebook(v).vectors).to(self.device)  # (G·C, d)
             self._codebooks[v] = self.model.codebook.memory_rows(stored)
         return {v: self._codebooks[v] for v in versions}
+
+    def _keys_of(self, version: int) -> Tensor:
+        """First-block keys of a version's memory rows, computed once (versions never change)."""
+        if version not in self._query_keys:
+            self._query_keys[version] = first_block_keys(
+                self.model, self._codebook_tensors({version})[version]
+            )
+        return self._query_keys[version]
 
     def memory(
         self,
@@ -147,7 +163,7 @@ class Answerer:
             raise ValueError(f"retrieve must be 0 (the whole slice) or a number of documents, got {retrieve}")
         t0 = time.perf_counter()
         x = question_vectors(self.model, self.texts, question, self.device)  # (1, K, D)
-        query = query_function(self.model, x, lambda v: self._codebook_tensors({v})[v])
+        query = query_function(self.model, x, lambda v: self._codebook_tensors({v})[v], self._keys_of)
         if retrieve > 0:
             found = self.store.retrieve(query, retrieve, since, until, source)
             memory, docs, versions, rows = self._memory_of(*retrieved_codes(found), aggregation)

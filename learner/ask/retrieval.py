@@ -61,25 +61,40 @@ def question_vectors(model: MBCModel, texts: TextBatcher, question: str, device:
 
 
 @torch.no_grad()
-def query_vectors(model: MBCModel, x: Tensor, rows: Tensor, book: Tensor) -> Tensor:
+def query_vectors(
+    model: MBCModel, x: Tensor, rows: Tensor, book: Tensor, keys: Tensor | None = None
+) -> Tensor:
     """Query vectors (B, d) of questions ``x`` (B, K, D) for a codebook version whose stored vectors
     are ``book`` (G·C, d) and memory rows ``rows`` (G·C, D): the first block's attention over every
-    code, averaged over heads and question vectors, as weights of a mean of code vectors."""
+    code, averaged over heads and question vectors, as weights of a mean of code vectors. ``keys``:
+    the first block's keys of ``rows`` (:func:`first_block_keys`), if cached."""
     block = model.aggregator.blocks[0]
     assert isinstance(block, CrossAttentionBlock)
-    a = block.attention(x, Memory(rows.to(x.device))).float().mean(dim=(1, 2))  # (B, G·C)
+    a = block.attention(x, Memory(rows.to(x.device)), keys).float().mean(dim=(1, 2))  # (B, G·C)
     return F.normalize(a.cpu() @ book.float().cpu(), dim=-1)  # (B, d)
 
 
+@torch.no_grad()
+def first_block_keys(model: MBCModel, rows: Tensor) -> Tensor:
+    """The first cross-attention block's keys (H, G·C, hd) of a version's memory rows (G·C, D)."""
+    block = model.aggregator.blocks[0]
+    assert isinstance(block, CrossAttentionBlock)
+    return block.keys(Memory(rows))
+
+
 def query_function(
-    model: MBCModel, x: Tensor, rows: Callable[[int], Tensor]
+    model: MBCModel,
+    x: Tensor,
+    rows: Callable[[int], Tensor],
+    keys: Callable[[int], Tensor | None] = lambda v: None,
 ) -> Callable[[int, npt.NDArray[np.float32]], npt.NDArray[np.float32]]:
     """``query(v, book)``: the query vector (d,) of one question ``x`` (1, K, D) for codebook version
-    v, whose stored vectors are ``book`` (G·C, d) and whose memory rows are ``rows(v)`` (G·C, D)."""
+    v, whose stored vectors are ``book`` (G·C, d), memory rows ``rows(v)`` (G·C, D) and first-block
+    keys ``keys(v)`` (None: computed here)."""
 
     def query(version: int, book: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         book_t = torch.from_numpy(np.asarray(book, dtype=np.float32))
-        return query_vectors(model, x, rows(version), book_t)[0].numpy()  # type: ignore[no-any-return]
+        return query_vectors(model, x, rows(version), book_t, keys(version))[0].numpy()  # type: ignore[no-any-return]
 
     return query
 

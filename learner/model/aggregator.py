@@ -46,17 +46,31 @@ class CrossAttentionBlock(nn.Module):
         # (..., M, H*hd) -> (..., H, M, hd)
         return t.unflatten(-1, (self.heads, self.head_dim)).transpose(-3, -2)
 
-    def attention(self, x: Tensor, memory: Memory) -> Tensor:
+    def keys(self, memory: Memory) -> Tensor:
+        """The attention keys of the memory rows: (H, M, hd) or (B, H, M, hd). They depend on the rows
+        alone, so a reader may compute them once per codebook version."""
+        return self._split(self.to_k(self.norm_mem(memory.vectors)))
+
+    def attention(self, x: Tensor, memory: Memory, keys: Tensor | None = None) -> Tensor:
         """The attention weights this block gives the memory rows: (B, H, K, M), rows summing to 1 —
-        what ``forward``'s fused attention computes and does not return (citations read them)."""
-        mem = self.norm_mem(memory.vectors.to(x.dtype))  # (M, D) or (B, M, D)
+        what ``forward``'s fused attention computes and does not return (retrieval and citations
+        read them); ``keys``: :meth:`keys` of ``memory`` if already computed."""
         q = self._split(self.to_q(self.norm_q(x)))  # (B, H, K, hd)
-        k = self._split(self.to_k(mem))  # (H, M, hd) or (B, H, M, hd)
+        k = (self.keys(memory) if keys is None else keys).to(q.dtype)  # (H, M, hd) or (B, H, M, hd)
         logits = q @ k.transpose(-1, -2) / self.head_dim**0.5  # (B, H, K, M)
         if memory.log_weight is not None:
             w = memory.log_weight.to(q.dtype)
             logits = logits + (w.view(1, 1, 1, -1) if w.dim() == 1 else w[:, None, None, :])
         return logits.softmax(-1)
+
+    def forward_with_attention(self, x: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
+        """``forward`` and :meth:`attention` in one pass (unfused attention): ((B, K, D), (B, H, K, M))."""
+        mem = self.norm_mem(memory.vectors.to(x.dtype))  # (M, D) or (B, M, D)
+        weights = self.attention(x, memory, self._split(self.to_k(mem)))  # (B, H, K, M)
+        v = self._split(self.to_v(mem))  # (H, M, hd) or (B, H, M, hd)
+        out = weights @ v  # (B, H, K, hd)
+        x = x + self.to_out(out.transpose(1, 2).flatten(2))  # (B, K, D)
+        return x + self.ff(self.norm_ff(x)), weights
 
     def forward(self, x: Tensor, memory: Memory) -> Tensor:
         """x (B, K, D), memory rows (M, D) or (B, M, D) -> (B, K, D)."""
@@ -107,6 +121,6 @@ class Aggregator(nn.Module):
         mass = x.new_zeros(x.shape[0], memory.num_rows)
         for block in self.blocks:
             assert isinstance(block, CrossAttentionBlock)
-            mass = mass + block.attention(x, memory).mean(dim=(1, 2))  # (B, M)
-            x = block(x, memory)
+            x, weights = block.forward_with_attention(x, memory)
+            mass = mass + weights.mean(dim=(1, 2))  # (B, M)
         return mass / len(self.blocks)
