@@ -120,7 +120,8 @@ class DocumentIndex:
             self._last_refresh = time.monotonic()
             if not log:
                 return
-            self._remove([i for i in touched if i not in {r.id for r in present}])
+            stored = {r.id for r in present}
+            self._remove([i for i in touched if i not in stored])
             self._add([r for r in present if r.id not in self._ids])
             self._cursor = max(self._cursor, max(r.seq for r in log))
 

@@ -1,7 +1,8 @@
 """``mbc eval --retrieve K``: each question's memory is the K documents of the bank it retrieves.
 
 The bank's documents get the keys the store gives them (:func:`memory_store.doc_keys.document_keys`:
-the normalised mean of their stored code vectors) in the same FAISS index (:class:`KeyIndex`); each
+the normalised mean of their stored code vectors) in the same FAISS index (:class:`KeyIndex`; an
+exact numpy search where faiss is not installed, as on the GPU machine); each
 question's query vector is the serving one (:func:`learner.ask.retrieval.query_vectors`). The
 aggregation then reads exactly the retrieved documents' codes — as ``mbc ask --retrieve K`` does —
 and ``recall_at_k`` says how often the gold document was among them.
@@ -9,7 +10,7 @@ and ``recall_at_k`` says how often the gold document was among them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +38,8 @@ def retrieve_for(
     (version,) = bank.codebooks  # a bank holds the one version the model encoded it with
     book = bank.codebooks[version].float().cpu()  # (G·C, d)
     codes = bank.codes()  # (N, K·G)
-    index = KeyIndex.build(version, np.arange(len(codes), dtype=np.int64), document_keys(codes, book.numpy()))
+    keys = document_keys(codes, book.numpy())  # (N, d)
+    search = _searcher(version, keys)
     out = []
     for i in range(0, len(questions), batch_size):
         q_ids, q_mask = pad(
@@ -45,8 +47,20 @@ def retrieve_for(
         )
         x = model.aggregator.question_encoder(q_ids.to(device), q_mask.to(device))  # (B, K, D)
         for q in query_vectors(model, x, bank.rows[version], book).numpy():  # (d,) each
-            out.append(index.search(q, k)[1])
+            out.append(search(q, k))
     return np.stack(out) if out else np.zeros((0, min(k, len(codes))), np.int64)
+
+
+def _searcher(
+    version: int, keys: npt.NDArray[np.float32]
+) -> Callable[[npt.NDArray[np.float32], int], npt.NDArray[np.int64]]:
+    """Top-k positions by inner product: the store's FAISS index, or — where faiss is not installed
+    (the GPU machine) — the same exact search in numpy (a bank of 10^3 documents is one matmul)."""
+    try:
+        index = KeyIndex.build(version, np.arange(len(keys), dtype=np.int64), keys)
+    except ImportError:
+        return lambda q, k: np.argsort(-(keys @ q), kind="stable")[:k].astype(np.int64)
+    return lambda q, k: index.search(q, k)[1]
 
 
 def retrieved_memory(bank: Bank, positions: npt.NDArray[np.int64], device: torch.device) -> Memory:
