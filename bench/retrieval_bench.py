@@ -17,7 +17,9 @@ question, timed (median and p95 over ``--questions`` questions):
 The aggregator's weights are random (timing does not depend on them); the question encoder and the
 LM's generation are left out: neither depends on the bank size. ``index_bytes`` is the FAISS index
 as serialized; ``rss_delta_bytes`` what building the index (FAISS + the id maps) added to the process.
-At 10^6 the index is IVF; ``ivf_recall_at_k`` compares its top k with an exact flat search.
+With 32-dimensional keys the index stays exact (flat) to 10^6 documents (``memory_store.doc_keys``);
+``--index-choice N`` compares flat with IVF on N synthetic keys (build time, ms, IVF's recall of
+the exact top k); a store that does build IVF reports ``ivf_recall_at_k`` against a flat search.
 
 **BM25** (``--squad``): Okapi BM25 (k1 1.5, b 0.75, Lucene idf; lower-cased word tokens) over the raw
 text of every paragraph of dev part A (913), each question's gold paragraph ranked; recall@1/8/32.
@@ -199,6 +201,58 @@ def ivf_recall(store: MemoryStore, hits: list[tuple[np.ndarray, list[str]]], k: 
     return float(np.mean(got))
 
 
+def index_choice(n: int, k: int, queries: int = 30) -> dict[str, Any]:
+    """Flat against IVF on ``n`` synthetic keys (no database): build time, ms per query, IVF's recall
+    of the exact top ``k`` at several ``nprobe``, for queries near a stored key and random ones."""
+    rng = np.random.default_rng(0)
+    book = rng.normal(size=(GC, DIM)).astype(np.float32)
+    book /= np.linalg.norm(book, axis=1, keepdims=True)
+    keys = np.concatenate(
+        [document_keys(rng.integers(0, GC, size=(50_000, CODES)), book) for _ in range(n // 50_000)]
+    )
+    ids = np.arange(len(keys), dtype=np.int64)
+    t = time.perf_counter()
+    flat = KeyIndex.build(1, ids, keys, flat_limit=len(keys))
+    flat_s = time.perf_counter() - t
+    t = time.perf_counter()
+    ivf = KeyIndex.build(1, ids, keys, flat_limit=0)
+    ivf_s = time.perf_counter() - t
+    near = (
+        keys[rng.integers(0, len(keys), queries)]
+        + 0.5 * rng.normal(size=(queries, DIM)).astype(np.float32) / DIM**0.5
+    )
+    far = document_keys(rng.integers(0, GC, size=(queries, CODES)), book)
+    out: dict[str, Any] = {
+        "documents": len(keys),
+        "flat_build_s": flat_s,
+        "ivf_build_s": ivf_s,
+        "nlist": ivf.index.nlist,
+    }
+    out["flat_bytes"], out["ivf_bytes"] = flat.memory_bytes(), ivf.memory_bytes()
+    for name, qs in (("near_a_stored_key", near), ("random", far)):
+        exact, ms = [], []
+        for q in qs:
+            t = time.perf_counter()
+            exact.append(set(flat.search(q, k)[1].tolist()))
+            ms.append((time.perf_counter() - t) * 1000)
+        row: dict[str, Any] = {"flat_ms": statistics.median(ms)}
+        for nprobe in (32, 128, 256):
+            ivf.index.nprobe = nprobe
+            ms, rec = [], []
+            for q, e in zip(qs, exact, strict=True):
+                t = time.perf_counter()
+                got = ivf.search(q, k)[1]
+                ms.append((time.perf_counter() - t) * 1000)
+                rec.append(len(e & set(got.tolist())) / k)
+            row[f"ivf_nprobe{nprobe}"] = {
+                "ms": statistics.median(ms),
+                "recall_of_exact_top_k": float(np.mean(rec)),
+            }
+        out[name] = row
+    out["faiss_threads_per_search"] = 1
+    return out
+
+
 def _tokens(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
@@ -253,6 +307,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=8, help="documents retrieved per question")
     ap.add_argument("--squad", type=Path, default=SQUAD)
     ap.add_argument("--bm25", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--index-choice", type=int, default=1_000_000, help="keys for flat vs IVF (0: skip)")
     ap.add_argument("--workdir", type=Path, default=None, help="where the stores go [default: a temp dir]")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least noisy on shared cores)")
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/retrieval_bench.json")
@@ -289,6 +344,9 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             result["scale"].append(row)
             args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.index_choice:
+        result["index_choice"] = index_choice(args.index_choice, args.k)
+        print(json.dumps(result["index_choice"]), flush=True)
     if args.bm25:
         result["bm25_squad_dev_part_a"] = bm25_recall(args.squad)
         print(json.dumps(result["bm25_squad_dev_part_a"]), flush=True)

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from memory_store import codec
 from memory_store.db import read_transaction
-from memory_store.doc_keys import FLAT_LIMIT, KeyIndex, document_keys
+from memory_store.doc_keys import KeyIndex, document_keys
 from memory_store.models import document_log, documents
 
 ADD, DELETE = 1, 2  # document_log.op
@@ -60,11 +60,12 @@ class DocumentIndex:
         engine: Engine,
         codebook: Callable[[int], npt.NDArray[np.float32]],
         num_codes: Callable[[], Mapping[int, int]],
-        flat_limit: int = FLAT_LIMIT,
+        flat_limit: int | None = None,
         refresh_s: float = 1.0,
     ) -> None:
         """``codebook(v)``: version v's stored vectors (G·C, d); ``num_codes()``: version -> G·C;
-        ``refresh_s``: the least time between two reads of the log (deletions need none: see above)."""
+        ``refresh_s``: the least time between two reads of the log (deletions need none: see above);
+        ``flat_limit``: documents a version searches exactly (default: by key size, :mod:`doc_keys`)."""
         self.engine, self._codebook, self._num_codes = engine, codebook, num_codes
         self.flat_limit, self.refresh_s = flat_limit, refresh_s
         self.versions: dict[int, KeyIndex] = {}

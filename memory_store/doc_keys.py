@@ -7,9 +7,11 @@ key of its own version for good (versions never change, docs/DESIGN.md §3b). A 
 against a version's keys by inner product with a query vector in the same space (the answerer's
 side, :mod:`learner.ask.retrieval`, says how it is made).
 
-:class:`KeyIndex` holds one version's keys: exact ``IndexFlatIP`` up to ``flat_limit`` documents
-(10^5 by default), an ``IndexIVFFlat`` (inner product, 4·√N lists, trained on the keys) beyond;
-both behind int64 ids so that deleted documents leave exactly (``remove_ids``).
+:class:`KeyIndex` holds one version's keys: exact ``IndexFlatIP`` while the keys hold at most
+:data:`FLAT_FLOATS` floats (2^25: 10^6 documents of 32-dimensional keys, ~10 ms per query on one
+CPU core; 4·10^4 of 768), an ``IndexIVFFlat`` (inner product, 4·√N lists, trained on the keys,
+1/16 of them probed) beyond; both behind int64 ids so that deleted documents leave exactly
+(``remove_ids``). bench/retrieval.md has the figures behind the choice.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ from memory_store.errors import InvalidRecord
 
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # not four INFO lines on every command
 
-FLAT_LIMIT = 100_000  # documents per version searched exactly; an IVF index beyond
-IVF_NPROBE = 32  # lists an IVF search visits (of 4·√N): recall ~0.99 on random keys (bench/retrieval.md)
+FLAT_FLOATS = 2**25  # keys x dimensions searched exactly (128 MiB of keys); an IVF index beyond
+
+
+def flat_limit_for(dim: int) -> int:
+    """Documents of ``dim``-dimensional keys one version searches exactly."""
+    return max(1, FLAT_FLOATS // dim)
 
 
 def document_keys(codes: npt.ArrayLike, book: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -59,15 +65,16 @@ def _ivf(keys: npt.NDArray[np.float32], seed: int = 0) -> Any:
     if n > 64 * nlist:
         sample = keys[np.random.default_rng(seed).choice(n, 64 * nlist, replace=False)]
     index.train(sample)
-    index.nprobe = min(IVF_NPROBE, nlist)
+    index.nprobe = min(nlist, max(32, nlist // 16))  # 1/16 of the lists: recall@8 ~0.9 on random keys
     return index
 
 
 class KeyIndex:
     """The keys of one codebook version's documents, searchable by inner product, by int64 id."""
 
-    def __init__(self, version: int, dim: int, flat_limit: int = FLAT_LIMIT) -> None:
-        self.version, self.dim, self.flat_limit = version, dim, flat_limit
+    def __init__(self, version: int, dim: int, flat_limit: int | None = None) -> None:
+        self.version, self.dim = version, dim
+        self.flat_limit = flat_limit_for(dim) if flat_limit is None else flat_limit
         self.index: Any = _flat(dim)
         self.kind = "IndexFlatIP"
 
@@ -77,11 +84,12 @@ class KeyIndex:
         version: int,
         ids: npt.NDArray[np.int64],
         keys: npt.NDArray[np.float32],
-        flat_limit: int = FLAT_LIMIT,
+        flat_limit: int | None = None,
     ) -> KeyIndex:
-        """An index of ``keys`` (N, d) under ``ids`` (N,): flat up to ``flat_limit``, IVF beyond."""
+        """An index of ``keys`` (N, d) under ``ids`` (N,): flat up to ``flat_limit`` documents
+        (default :func:`flat_limit_for` d), IVF beyond."""
         out = cls(version, int(keys.shape[1]), flat_limit)
-        if len(ids) > flat_limit:
+        if len(ids) > out.flat_limit:
             out.index, out.kind = _ivf(keys), "IndexIVFFlat"
         out.add(ids, keys)
         return out

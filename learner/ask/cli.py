@@ -190,6 +190,8 @@ def ask_serve(
         **vars(limits),
     )
     with store:
+        store.documents_index.refresh()  # build the document-key index now, not on the first request
+        get_logger("mbc.ask").info("document index ready", **store.documents_index.describe())
         uvicorn.run(
             build_app(answerer, token, limits), host=settings.qa_host, port=settings.qa_port, log_config=None
         )
