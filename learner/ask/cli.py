@@ -83,7 +83,7 @@ def ask(
 
     Every answer cites the documents it drew on (id, title, url, published_at) with the share of the
     aggregator's attention each got: with --retrieve K the K retrieved documents, with --retrieve 0
-    the most attended of the slice (up to `cite`, MBC_CITE).
+    the slice's best-retrieved (`cite` of them, MBC_CITE) with their share of the whole slice.
 
     Exit codes: 0 answered; 2 a bad question, flag or setting, or an unreachable store; 3 no answer
     (the slice holds no documents).
