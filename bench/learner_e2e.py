@@ -45,11 +45,13 @@ LEAD = 2048  # documents produced ahead of the store at most (see feed)
 sys.path.insert(0, str(REPO))
 
 
-def make_texts(n: int, words_per_doc: int, seed: int = 0) -> list[str]:
+def make_texts(n: int, words_per_doc: int, seed: int = 0, max_words: int | None = None) -> list[str]:
+    """``n`` distinct texts of ``words_per_doc`` words (of ``words_per_doc`` to ``max_words`` when given)."""
     rng = random.Random(seed)
     syll = ["ka", "to", "ren", "mi", "sol", "ver", "an", "del", "qu", "or", "ist", "ban", "lo", "tre", "ux"]
     vocab = ["".join(rng.choice(syll) for _ in range(rng.randint(1, 3))) for _ in range(3000)]
-    return [" ".join(rng.choice(vocab) for _ in range(words_per_doc)) + f" doc {i}." for i in range(n)]
+    length = (lambda: rng.randint(words_per_doc, max_words)) if max_words else (lambda: words_per_doc)
+    return [" ".join(rng.choice(vocab) for _ in range(length())) + f" doc {i}." for i in range(n)]
 
 
 def build_checkpoint(preset_name: str, texts: list[str], out: Path) -> None:

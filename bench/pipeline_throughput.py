@@ -38,9 +38,9 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from corpora.documents import load_records  # noqa: E402
 from infra.broker import BrokerProcess  # noqa: E402
 from infra.settings import KafkaSettings, TopicSettings  # noqa: E402
-from pipeline.replay.readers import load_records  # noqa: E402
 from pipeline.replay.run import replay  # noqa: E402
 from pipeline.settings import ProducerSettings  # noqa: E402
 from pipeline.stage.faust_config import TABLE_NAME  # noqa: E402

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from infra.throwaway_postgres import ThrowawayPostgres
 from memory_store.codec import pack_codes_batch
 from memory_store.records import ConsumedOffset, DocumentRecord
 from memory_store.store import MemoryStore
@@ -200,9 +201,6 @@ def postgres_database(url: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
     """A fresh database on ``url``'s server, or on a throwaway cluster when ``url`` is None."""
     server = None
     if url is None:
-        sys.path.insert(0, str(REPO))  # the throwaway cluster is a test harness, not a shipped module
-        from tests.harness.postgres import ThrowawayPostgres
-
         server = ThrowawayPostgres()
         url = server.start()
     name = f"mbc_bench_{uuid.uuid4().hex[:10]}"
@@ -211,7 +209,7 @@ def postgres_database(url: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
         with admin.connect() as c:
             c.exec_driver_sql(f'CREATE DATABASE "{name}"')
             facts = {
-                "server": "throwaway cluster (tests/harness/postgres.py, fsync off)"
+                "server": "throwaway cluster (infra/throwaway_postgres.py, fsync off)"
                 if server
                 else "given by --postgres-url",
                 "version": c.exec_driver_sql("SELECT version()").scalar_one(),

@@ -120,8 +120,11 @@ def build(url: str, args: argparse.Namespace, index_dir: Path) -> MemoryStore:
         store.write_batch(late[i : i + 500])
     ids = [d.id for d, _ in docs]
     store.delete_documents([ids[int(j)] for j in rng.choice(len(ids), size=len(ids) // 100, replace=False)])
-    for version, counts in store.count_vectors().items():  # usage perplexity, as the learner reports it
-        p = counts[counts > 0] / counts.sum()
+    used: dict[int, list[int]] = {}  # version -> the counts of its used codes (counts() lists n > 0)
+    for row in store.counts():
+        used.setdefault(row.codebook_version, []).append(row.n)
+    for version, ns in used.items():  # usage perplexity, as the learner reports it
+        p = np.asarray(ns, dtype=np.float64) / sum(ns)
         store.update_codebook_health(
             version, CodebookHealth(perplexity=round(float(np.exp(-(p * np.log(p)).sum())), 1))
         )

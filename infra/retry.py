@@ -1,27 +1,33 @@
-"""The one retry helper: jittered exponential backoff and a predicate for what is worth retrying.
+"""Retries through tenacity: the project's backoff schedule and one call shape for what to retry.
 
     backoff = Backoff(first_s=0.05, max_s=1.0)
     rows = retry(lambda: write(conn), attempts=8, retry_if=is_deadlock, backoff=backoff)
 
 - :class:`Backoff` is the schedule: attempt ``n`` (1-based) waits ``first_s * factor**(n-1)``,
   capped at ``max_s``, then scaled by a random factor in ``[1 - jitter, 1]`` — jitter only ever
-  shortens a wait, so the cap holds, and concurrent clients that failed together spread out.
-- :func:`retry` / :func:`retry_async` call a function until it returns, the predicate says an
-  error is not worth retrying, or ``attempts`` are used up; the last error is raised unchanged.
+  shortens a wait, so the cap holds, and concurrent clients that failed together spread out. It is
+  a tenacity wait strategy (``wait=backoff``). tenacity's own jittered waits do not keep the cap
+  this way: ``wait_random_exponential`` draws from ``[0, cap]`` (a wait can be ~0) and
+  ``wait_exponential_jitter`` adds jitter on top of the exponential, so the cap is the only
+  thing that holds it down.
+- :func:`retry` / :func:`retry_async` run ``fn`` under ``tenacity.Retrying`` /
+  ``AsyncRetrying`` until it returns, the predicate says an error is not worth retrying, or
+  ``attempts`` are used up; the last error is raised unchanged (``reraise=True``). Only
+  ``Exception`` is ever retried: tenacity catches ``BaseException``, so ``KeyboardInterrupt``,
+  ``SystemExit`` and ``asyncio.CancelledError`` are let through before the predicate is asked.
 - Callers that must not block (the learner's store step schedules its next try and returns to the
   consumer loop) use :meth:`Backoff.delay` alone.
-
-Standard library only, so every package may import it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypedDict, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 T = TypeVar("T")
 
@@ -50,6 +56,10 @@ class Backoff:
         u = (rng or random).random()
         return capped * (1.0 - self.jitter * u)
 
+    def __call__(self, retry_state: RetryCallState) -> float:
+        """The tenacity wait strategy: the delay after the attempt that just failed."""
+        return self.delay(retry_state.attempt_number)
+
 
 def retry(
     fn: Callable[[], T],
@@ -61,19 +71,8 @@ def retry(
     sleep: Callable[[float], None] | None = None,
 ) -> T:
     """``fn()``, called again after a backoff while it raises an error ``retry_if`` accepts."""
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as e:
-            if attempt == attempts or not retry_if(e):
-                raise
-            wait = backoff.delay(attempt)
-            if on_retry is not None:
-                on_retry(attempt, e, wait)
-            (sleep or time.sleep)(wait)
-    raise AssertionError("unreachable")
+    retrying = Retrying(sleep=sleep or time.sleep, **_policy(attempts, retry_if, backoff, on_retry))
+    return retrying(fn)
 
 
 async def retry_async(
@@ -84,17 +83,43 @@ async def retry_async(
     backoff: Backoff,
     on_retry: OnRetry | None = None,
 ) -> T:
-    """The coroutine version of :func:`retry` (waits with ``asyncio.sleep``)."""
+    """The coroutine version of :func:`retry` (tenacity waits with ``asyncio.sleep``)."""
+    retrying = AsyncRetrying(**_policy(attempts, retry_if, backoff, on_retry))
+    return await retrying(fn)
+
+
+class _Policy(TypedDict):
+    """What :func:`retry` and :func:`retry_async` tell tenacity, sync and async alike."""
+
+    stop: stop_after_attempt
+    retry: retry_if_exception
+    wait: Backoff
+    before_sleep: Callable[[RetryCallState], None] | None
+    reraise: bool
+
+
+def _policy(attempts: int, retry_if: RetryIf, backoff: Backoff, on_retry: OnRetry | None) -> _Policy:
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
-    for attempt in range(1, attempts + 1):
-        try:
-            return await fn()
-        except Exception as e:
-            if attempt == attempts or not retry_if(e):
-                raise
-            wait = backoff.delay(attempt)
-            if on_retry is not None:
-                on_retry(attempt, e, wait)
-            await asyncio.sleep(wait)
-    raise AssertionError("unreachable")
+    return _Policy(
+        stop=stop_after_attempt(attempts),
+        # tenacity catches BaseException: ask retry_if about Exception only
+        retry=retry_if_exception(lambda e: isinstance(e, Exception) and retry_if(e)),
+        wait=backoff,
+        before_sleep=_before_sleep(on_retry),
+        reraise=True,  # the last error itself, not tenacity's RetryError
+    )
+
+
+def _before_sleep(on_retry: OnRetry | None) -> Callable[[RetryCallState], None] | None:
+    """``on_retry`` as tenacity's ``before_sleep`` hook: told the failed attempt, its error, the wait."""
+    if on_retry is None:
+        return None
+
+    def before_sleep(state: RetryCallState) -> None:
+        assert state.outcome is not None and state.next_action is not None
+        error = state.outcome.exception()
+        assert error is not None  # only failed attempts are retried
+        on_retry(state.attempt_number, error, state.next_action.sleep)
+
+    return before_sleep

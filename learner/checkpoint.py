@@ -243,15 +243,15 @@ def load_checkpoint(
 
 
 def _lm_key(model: MBCModel, name: str) -> str:
-    """Map a plain HF LM state-dict key to our key (LoRA-wrapped GPT-2 c_attn keeps its base under
-    .base; a peft-wrapped Llama projection under .base_layer)."""
+    """Map a plain HF LM state-dict key to our key: a LoRA-wrapped projection keeps its base weights
+    under ``.base`` (:class:`FusedKVLoRA`, the family's ``kv_lora == "fused"``) or ``.base_layer``
+    (peft)."""
     key = f"lm.model.{name}"
     if key in model.state_dict():
         return key
-    if ".c_attn." in key:
-        return key.replace(".c_attn.", ".c_attn.base.")
     head, _, leaf = key.rpartition(".")
-    return f"{head}.base_layer.{leaf}"
+    wrapper = "base" if model.lm.family.kv_lora == "fused" else "base_layer"
+    return f"{head}.{wrapper}.{leaf}"
 
 
 def load_training_state(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from corpora.formats import QAFormat
 from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, code_space_of, with_code_space
-from learner.data import Format
 from learner.eval.cli import FORMAT_HELP, evaluate
 from learner.model.config import PRESETS, TrainMemoryMode
 from learner.pretraining.cli import pretrain_amortizer
@@ -111,7 +111,7 @@ def train(
             "--val", "--val-data", help="Validation QA file. [default: none; required unless --dry-run]"
         ),
     ] = None,
-    data_format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = "auto",
+    data_format: Annotated[QAFormat, typer.Option("--format", help=FORMAT_HELP)] = "auto",
     documents: Annotated[
         Path | None,
         typer.Option(help="Documents file for --train (StreamingQA JSONL, ArchivalQA). [default: none]"),
@@ -284,7 +284,7 @@ def train(
     tcfg.validate()
     if train_data is None or val_data is None:
         raise ConfigValueError("--train and --val are required (or use --dry-run)")
-    from learner.data import load_dataset
+    from corpora.qa import load_dataset
     from learner.model.build import param_breakdown
     from learner.training.spec import RunSpec
     from learner.training.trainer import Trainer

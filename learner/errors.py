@@ -1,8 +1,7 @@
-"""Errors the learner reports to the user as one line (see :mod:`infra.errors`)."""
+"""Errors the learner reports to the user as one line (see :mod:`infra.errors`); a dataset file's
+problems are :class:`corpora.errors.DatasetError`."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from infra.errors import MbcError
 
@@ -15,14 +14,8 @@ class ConfigValueError(LearnerError):
     """A model or training setting is invalid or inconsistent."""
 
 
-class DataFormatError(LearnerError):
-    """A dataset file is missing, malformed, or has a malformed row."""
-
-    def __init__(self, path: Path | str, message: str, line: int | None = None) -> None:
-        where = f"{path}:{line}" if line is not None else f"{path}"
-        super().__init__(f"{where}: {message}")
-        self.path = Path(path)
-        self.line = line
+class UnknownModelFamily(ConfigValueError):
+    """A base-LM family (``LMSpec.arch``) that :mod:`learner.model.families` has no row for."""
 
 
 class CheckpointError(LearnerError):

@@ -120,7 +120,9 @@ for _register in (
 def _flags_without_metavar() -> None:
     """``--help`` shows ``--json`` and ``--compile/--no-compile`` without typer's ``<bool>`` after
     them, which reads as if the flag took a value (typer 0.29 prints it for every flag)."""
-    shown = typer.core.TyperOption.display_type_rich
+    shown = getattr(typer.core.TyperOption, "display_type_rich", None)
+    if shown is None:  # a typer without this hook (the H200 image's) prints flags its own way
+        return
 
     def display_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
         return None if self.is_flag else shown(self, ctx)

@@ -83,6 +83,7 @@ class CodebookOut(BaseModel):
     parent_version: int | None
     num_codes: int
     dim: int
+    groups: int = Field(description="G: groups of num_codes / G codes; code format 2 packs by them")
     dtype: str
     vectors_sha256: str
     created_at: datetime
@@ -102,7 +103,7 @@ class DocumentOut(BaseModel):
     k: int
     codebook_version: int
     code_format: int
-    codes_hex: str = Field(description="packed codes (codec code format 1), hex")
+    codes_hex: str = Field(description="packed codes (codec code format `code_format`), hex")
     indices: list[int] = Field(description="the K code indices, decoded")
     source_topic: str | None
     source_partition: int | None
@@ -236,6 +237,7 @@ def _add_read_routes(app: FastAPI, store: MemoryStore, auth: list[params.Depends
             "X-Codebook-Version": str(info.version),
             "X-Codebook-Num-Codes": str(info.num_codes),
             "X-Codebook-Dim": str(info.dim),
+            "X-Codebook-Groups": str(info.groups),
             "ETag": f'"{info.vectors_sha256}"',
         }
         return Response(store.codebook_blob(version), media_type=CODEBOOK_MEDIA_TYPE, headers=headers)
@@ -324,6 +326,7 @@ def _codebook_out(info: CodebookInfo) -> CodebookOut:
         parent_version=info.parent_version,
         num_codes=info.num_codes,
         dim=info.dim,
+        groups=info.groups,
         dtype=info.dtype,
         vectors_sha256=info.vectors_sha256,
         created_at=info.created_at,

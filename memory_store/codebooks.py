@@ -26,8 +26,9 @@ def insert_version(
     health: CodebookHealth | None,
     dtype: str,
     expect_latest: bool = False,
+    groups: int = 1,
 ) -> int:
-    """Store a new codebook version; return its number.
+    """Store a new codebook version of ``groups`` groups; return its number.
 
     With ``expect_latest`` the insert is a compare-and-set: it succeeds only if ``parent`` is the
     newest version (or, for ``parent=None``, if there is no version yet), else
@@ -39,6 +40,7 @@ def insert_version(
     if not np.isfinite(arr).all():
         raise InvalidRecord("codebook vectors must be finite (no NaN or inf)")
     try:
+        codec.group_size(arr.shape[0], groups)
         blob = codec.encode_codebook(arr, dtype)
     except codec.CodecError as e:
         raise InvalidRecord(str(e)) from None
@@ -56,6 +58,7 @@ def insert_version(
         parent_version=parent,
         num_codes=arr.shape[0],
         dim=arr.shape[1],
+        groups=groups,
         dtype=dtype,
         vectors=blob,
         vectors_sha256=hashlib.sha256(blob).hexdigest(),
@@ -106,6 +109,7 @@ def _info(row: Any) -> CodebookInfo:
         parent_version=row.parent_version,
         num_codes=row.num_codes,
         dim=row.dim,
+        groups=row.groups,
         dtype=row.dtype,
         vectors_sha256=row.vectors_sha256,
         created_at=row.created_at,
@@ -144,7 +148,8 @@ def raw_vectors(conn: Connection, version: int) -> bytes:
     return bytes(blob)
 
 
-def sizes(conn: Connection) -> dict[int, int]:
-    """version -> number of codes C, for every stored version."""
+def layouts(conn: Connection) -> dict[int, codec.CodeLayout]:
+    """version -> its codes' layout (C, G), for every stored version."""
     t = codebook_versions.c
-    return {v: c for v, c in conn.execute(sa.select(t.version, t.num_codes))}
+    rows = conn.execute(sa.select(t.version, t.num_codes, t.groups))
+    return {v: codec.CodeLayout(c, g) for v, c, g in rows}

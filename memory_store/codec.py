@@ -1,15 +1,32 @@
 """Byte formats shared by the learner and the memory store. Both import this module; nothing
 else defines how codes or codebooks look on disk or on the wire.
 
-Packed codes, format 1 (``CODE_FORMAT_VERSION``)
-------------------------------------------------
-A document's memory is K code indices into a codebook of C vectors. Each index is written as an
-unsigned integer of ``b = max(1, ceil(log2(C)))`` bits. The K integers are concatenated into one
-bit stream, index 0 first, each integer least-significant bit first, and the stream is cut into
-bytes least-significant bit first (numpy ``packbits(bitorder="little")``), the last byte padded
-with zero bits. Size: ``ceil(K * b / 8)`` bytes — 14 bytes for K = 12, C = 512 (the reference code
-stores 96). There is no header inside the blob: K, C and the format version live in the row that
-holds it (the codebook version fixes C; the document row stores K and the format version).
+Packed codes (``CODE_FORMAT_VERSION`` = 2 is written; formats 1 and 2 are read)
+--------------------------------------------------------------------------------
+A document's memory is K code indices ("slots"; the document row's ``k``) into a codebook version
+of C vectors made of G groups (product quantization) of ``C_g = C / G >= 2`` vectors each; group g
+holds indices ``[g·C_g, (g+1)·C_g)``. Slot j belongs to group ``j mod G`` (the learner stores a
+context vector's G codes next to each other, group 0 first: K = context vectors × G), so in
+format 2 K is a multiple of G. G = 1 is a plain codebook (the ``tiny`` preset; G = 4 for
+``smollm2-135m``).
+
+Each slot is written as an unsigned integer of ``b`` bits:
+
+* **format 2**: the index's offset within its group, ``index − (j mod G)·C_g``, in
+  ``b = max(1, ceil(log2(C_g)))`` bits. An index outside its slot's group cannot be written.
+* **format 1** (earlier builds; still read): the index itself, in ``b = max(1, ceil(log2(C)))``
+  bits, whatever G is.
+
+For G = 1 the two formats are the same bytes. The K integers are concatenated into one bit stream,
+slot 0 first, each integer least-significant bit first, and the stream is cut into bytes
+least-significant bit first (numpy ``packbits(bitorder="little")``), the last byte padded with
+zero bits. Size: ``ceil(K * b / 8)`` bytes — 14 bytes for K = 12, C = 512, G = 1 (the reference
+code stores 96); for K = 48 codes (12 vectors × G = 4) of C = 2048 (4 × 512), 54 bytes in format 2
+(9 bits each), 66 in format 1 (11 bits). A decoded value of ``C_g`` or more (format 1: ``C`` or
+more) is not a code and the blob is refused. There is no header inside the blob: K, C, G and the
+format version live in the rows that hold it (the codebook version fixes C and G:
+``codebook_versions.num_codes`` and ``.groups``; the document row stores ``k`` and
+``code_format``).
 
 Codebook vectors, format 1 (``CODEBOOK_FORMAT_VERSION``)
 -------------------------------------------------------
@@ -22,11 +39,13 @@ from __future__ import annotations
 
 import math
 import struct
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-CODE_FORMAT_VERSION = 1
+CODE_FORMAT_VERSION = 2  # what writers produce
+CODE_FORMATS = (1, 2)  # what readers decode
 CODEBOOK_FORMAT_VERSION = 1
 MAX_CODES = 1 << 16  # C up to 65,536 -> at most 16 bits per code
 
@@ -53,6 +72,13 @@ class CodecError(ValueError):
     """Bytes or arrays that do not fit the documented format."""
 
 
+class CodeLayout(NamedTuple):
+    """What a codebook version fixes about its documents' packed codes: C codes in G groups."""
+
+    num_codes: int
+    groups: int = 1
+
+
 def bits_per_code(num_codes: int) -> int:
     """Bits needed for one index into a codebook of ``num_codes`` vectors."""
     if not 2 <= num_codes <= MAX_CODES:
@@ -60,52 +86,93 @@ def bits_per_code(num_codes: int) -> int:
     return max(1, math.ceil(math.log2(num_codes)))
 
 
-def packed_size(k: int, num_codes: int) -> int:
-    """Bytes of one document's packed codes."""
-    return (k * bits_per_code(num_codes) + 7) // 8
+def group_size(num_codes: int, groups: int) -> int:
+    """C_g: codes per group of a codebook of ``num_codes`` codes in ``groups`` groups."""
+    if groups < 1 or num_codes % groups or num_codes // groups < 2:
+        raise CodecError(f"{num_codes} codes do not split into {groups} groups of at least 2")
+    return num_codes // groups
 
 
-def pack_codes_batch(codes: npt.ArrayLike, num_codes: int) -> list[bytes]:
+def _slots(k: int, num_codes: int, groups: int, code_format: int) -> tuple[int, int, npt.NDArray[np.int64]]:
+    """The layout of K slots: (bits per slot, values per slot, each slot's group base (K,))."""
+    bits_per_code(num_codes)  # C itself in range
+    c_group = group_size(num_codes, groups)
+    if code_format == 1:
+        return bits_per_code(num_codes), num_codes, np.zeros(k, dtype=np.int64)
+    if code_format != 2:
+        raise CodecError(f"code format {code_format} is not supported (this build reads {CODE_FORMATS})")
+    if k % groups:
+        raise CodecError(f"K = {k} codes are not whole vectors of G = {groups} groups")
+    base = (np.arange(k, dtype=np.int64) % groups) * c_group  # (K,) slot j is in group j mod G
+    return bits_per_code(c_group), c_group, base
+
+
+def packed_size(k: int, num_codes: int, *, groups: int = 1, code_format: int = CODE_FORMAT_VERSION) -> int:
+    """Bytes of one document's K packed codes."""
+    b, _, _ = _slots(k, num_codes, groups, code_format)
+    return (k * b + 7) // 8
+
+
+def pack_codes_batch(
+    codes: npt.ArrayLike, num_codes: int, *, groups: int = 1, code_format: int = CODE_FORMAT_VERSION
+) -> list[bytes]:
     """Pack an (N, K) array of indices into N blobs of :func:`packed_size` bytes each."""
     arr = np.asarray(codes)
     if arr.ndim != 2:
         raise CodecError(f"expected an (N, K) array of code indices, got shape {arr.shape}")
-    if arr.size and (arr.min() < 0 or arr.max() >= num_codes):
-        raise CodecError(f"code index out of range [0, {num_codes})")
-    b = bits_per_code(num_codes)
     n, k = arr.shape
+    b, limit, base = _slots(k, num_codes, groups, code_format)
+    values = arr.astype(np.int64) - base  # (N, K)
+    if values.size and (values.min() < 0 or values.max() >= limit):
+        where = f"[0, {num_codes})" if code_format == 1 else f"its slot's group of {limit} codes"
+        raise CodecError(f"code index out of range: every index must lie in {where}")
     shifts = np.arange(b, dtype=np.uint32)
-    bits = ((arr.astype(np.uint32)[..., None] >> shifts) & 1).astype(np.uint8)  # (N, K, b)
+    bits = ((values.astype(np.uint32)[..., None] >> shifts) & 1).astype(np.uint8)  # (N, K, b)
     packed = np.packbits(bits.reshape(n, k * b), axis=1, bitorder="little")  # (N, ceil(K*b/8))
     return [row.tobytes() for row in packed]
 
 
-def pack_codes(codes: npt.ArrayLike, num_codes: int) -> bytes:
+def pack_codes(
+    codes: npt.ArrayLike, num_codes: int, *, groups: int = 1, code_format: int = CODE_FORMAT_VERSION
+) -> bytes:
     """Pack one document's K indices."""
-    return pack_codes_batch(np.asarray(codes).reshape(1, -1), num_codes)[0]
+    row = np.asarray(codes).reshape(1, -1)
+    return pack_codes_batch(row, num_codes, groups=groups, code_format=code_format)[0]
 
 
-def unpack_codes_batch(blobs: list[bytes], k: int, num_codes: int) -> npt.NDArray[np.int64]:
-    """Inverse of :func:`pack_codes_batch`: N blobs -> (N, K) int64 indices."""
-    b = bits_per_code(num_codes)
-    size = packed_size(k, num_codes)
+def unpack_codes_batch(
+    blobs: list[bytes], k: int, num_codes: int, *, groups: int = 1, code_format: int = CODE_FORMAT_VERSION
+) -> npt.NDArray[np.int64]:
+    """Inverse of :func:`pack_codes_batch`: N blobs -> (N, K) int64 indices (global, g·C_g + offset)."""
+    b, limit, base = _slots(k, num_codes, groups, code_format)
+    size = (k * b + 7) // 8
     for i, blob in enumerate(blobs):
         if len(blob) != size:
-            raise CodecError(f"blob {i} has {len(blob)} bytes, expected {size} for K={k}, C={num_codes}")
+            raise CodecError(
+                f"blob {i} has {len(blob)} bytes, expected {size} for K={k}, C={num_codes}, G={groups}, "
+                f"code format {code_format}"
+            )
     if not blobs:
         return np.zeros((0, k), dtype=np.int64)
     raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), size)
     bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : k * b].reshape(len(blobs), k, b)
     weights = 1 << np.arange(b, dtype=np.int64)  # (b,)
-    codes = (bits.astype(np.int64) * weights).sum(axis=2)  # (N, K)
-    if codes.size and codes.max() >= num_codes:
-        raise CodecError(f"decoded code index {codes.max()} >= codebook size {num_codes}")
-    return codes
+    values = (bits.astype(np.int64) * weights).sum(axis=2)  # (N, K)
+    if values.size and values.max() >= limit:
+        raise CodecError(f"decoded code value {values.max()} >= {limit} codes per slot")
+    return values + base
 
 
-def unpack_codes(blob: bytes, k: int, num_codes: int) -> npt.NDArray[np.int64]:
+def unpack_codes(
+    blob: bytes, k: int, num_codes: int, *, groups: int = 1, code_format: int = CODE_FORMAT_VERSION
+) -> npt.NDArray[np.int64]:
     """Unpack one document's blob into K indices."""
-    return unpack_codes_batch([blob], k, num_codes)[0]
+    return unpack_codes_batch([blob], k, num_codes, groups=groups, code_format=code_format)[0]
+
+
+def unpack_stored(blobs: list[bytes], k: int, layout: CodeLayout, code_format: int) -> npt.NDArray[np.int64]:
+    """Stored documents' blobs -> (N, K) indices, with their version's ``layout`` and their format."""
+    return unpack_codes_batch(blobs, k, layout.num_codes, groups=layout.groups, code_format=code_format)
 
 
 def encode_codebook(vectors: npt.ArrayLike, dtype: str = "float32") -> bytes:

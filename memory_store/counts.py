@@ -46,7 +46,7 @@ def full_days(since: datetime | None, until: datetime | None) -> tuple[int | Non
     return lo, hi
 
 
-def slice_counts(conn: Connection, s: Slice, num_codes: Mapping[int, int]) -> list[CodeCount]:
+def slice_counts(conn: Connection, s: Slice, layouts: Mapping[int, codec.CodeLayout]) -> list[CodeCount]:
     """Exact counts for slice ``s``, sorted by (version, code), zero counts left out."""
     total: Counter[tuple[int, int]] = Counter()
     if s.since is None and s.until is None and s.source_id is None:
@@ -54,13 +54,13 @@ def slice_counts(conn: Connection, s: Slice, num_codes: Mapping[int, int]) -> li
     else:
         lo, hi = full_days(s.since, s.until)
         if lo is not None and hi is not None and lo >= hi:  # no whole day inside
-            total.update(_from_documents(conn, s, s.since, s.until, num_codes))
+            total.update(_from_documents(conn, s, s.since, s.until, layouts))
         else:
             total.update(_from_daily(conn, s, lo, hi))
             if s.since is not None and lo is not None and utc(s.since) < day_start(lo):
-                total.update(_from_documents(conn, s, s.since, day_start(lo), num_codes))
+                total.update(_from_documents(conn, s, s.since, day_start(lo), layouts))
             if s.until is not None and hi is not None and day_start(hi) < utc(s.until):
-                total.update(_from_documents(conn, s, day_start(hi), s.until, num_codes))
+                total.update(_from_documents(conn, s, day_start(hi), s.until, layouts))
     return [CodeCount(v, c, n) for (v, c), n in sorted(total.items()) if n > 0]
 
 
@@ -87,10 +87,14 @@ def _from_daily(conn: Connection, s: Slice, lo: int | None, hi: int | None) -> d
 
 
 def _from_documents(
-    conn: Connection, s: Slice, start: datetime | None, end: datetime | None, num_codes: Mapping[int, int]
+    conn: Connection,
+    s: Slice,
+    start: datetime | None,
+    end: datetime | None,
+    layouts: Mapping[int, codec.CodeLayout],
 ) -> Counter[tuple[int, int]]:
     d = documents.c
-    q = sa.select(d.codebook_version, d.k, d.codes)
+    q = sa.select(d.codebook_version, d.k, d.code_format, d.codes)
     if start is not None:
         q = q.where(d.published_at >= utc(start))
     if end is not None:
@@ -99,19 +103,19 @@ def _from_documents(
         q = q.where(d.source_id == s.source_id)
     if s.version is not None:
         q = q.where(d.codebook_version == s.version)
-    groups: dict[tuple[int, int], list[bytes]] = {}
-    for version, k, blob in conn.execute(q):
-        groups.setdefault((version, k), []).append(bytes(blob))
+    batches: dict[tuple[int, int, int], list[bytes]] = {}
+    for version, k, fmt, blob in conn.execute(q):
+        batches.setdefault((version, k, fmt), []).append(bytes(blob))
     out: Counter[tuple[int, int]] = Counter()
-    for (version, k), blobs in groups.items():
-        codes = codec.unpack_codes_batch(blobs, k, num_codes[version]).ravel()
+    for (version, k, fmt), blobs in batches.items():
+        codes = codec.unpack_stored(blobs, k, layouts[version], fmt).ravel()
         values, n = np.unique(codes, return_counts=True)
         out.update({(version, int(c)): int(m) for c, m in zip(values, n, strict=True)})
     return out
 
 
 def slice_codes(
-    conn: Connection, s: Slice, num_codes: Mapping[int, int]
+    conn: Connection, s: Slice, layouts: Mapping[int, codec.CodeLayout]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Every stored code of the slice's documents: (N, K) indices and (N,) versions, by document id.
 
@@ -119,7 +123,7 @@ def slice_codes(
     first are not mixed in (a store holds one K per model).
     """
     d = documents.c
-    q = sa.select(d.codebook_version, d.k, d.codes).order_by(d.id)
+    q = sa.select(d.codebook_version, d.k, d.code_format, d.codes).order_by(d.id)
     if s.since is not None:
         q = q.where(d.published_at >= utc(s.since))
     if s.until is not None:
@@ -128,10 +132,10 @@ def slice_codes(
         q = q.where(d.source_id == s.source_id)
     if s.version is not None:
         q = q.where(d.codebook_version == s.version)
-    rows = [(int(v), int(k), bytes(b)) for v, k, b in conn.execute(q)]
+    rows = [(int(v), int(k), int(f), bytes(b)) for v, k, f, b in conn.execute(q)]
     if not rows:
         return np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
     k = rows[0][1]
-    codes = np.stack([codec.unpack_codes(b, k, num_codes[v]) for v, kk, b in rows if kk == k])
-    versions = np.array([v for v, kk, _ in rows if kk == k], dtype=np.int64)
+    codes = np.stack([codec.unpack_stored([b], k, layouts[v], f)[0] for v, kk, f, b in rows if kk == k])
+    versions = np.array([v for v, kk, _, _ in rows if kk == k], dtype=np.int64)
     return codes, versions

@@ -8,7 +8,7 @@ Kafka offsets live in the same transactions as the documents, a consumer resumin
 
 PostgreSQL runs at READ COMMITTED. Writers that touch the same count rows can deadlock; write
 transactions are retried from the start on deadlock or serialization failure
-(:func:`infra.retry.retry`, jittered exponential backoff).
+(:func:`infra.retry.retry`: tenacity with jittered exponential backoff).
 
 No driver exception leaves :func:`run_write` or :func:`read_transaction`: each is translated into
 a store error (:mod:`memory_store.translate` says which are transient and which are the record's

@@ -59,14 +59,14 @@ class DocumentIndex:
         self,
         engine: Engine,
         codebook: Callable[[int], npt.NDArray[np.float32]],
-        num_codes: Callable[[], Mapping[int, int]],
+        layouts: Callable[[], Mapping[int, codec.CodeLayout]],
         flat_limit: int | None = None,
         refresh_s: float = 1.0,
     ) -> None:
-        """``codebook(v)``: version v's stored vectors (G·C, d); ``num_codes()``: version -> G·C;
+        """``codebook(v)``: version v's stored vectors (G·C, d); ``layouts()``: version -> (C, G);
         ``refresh_s``: the least time between two reads of the log (deletions need none: see above);
         ``flat_limit``: documents a version searches exactly (default: by key size, :mod:`doc_keys`)."""
-        self.engine, self._codebook, self._num_codes = engine, codebook, num_codes
+        self.engine, self._codebook, self._layouts = engine, codebook, layouts
         self.flat_limit, self.refresh_s = flat_limit, refresh_s
         self.versions: dict[int, KeyIndex] = {}
         self._ids: dict[str, tuple[int, int]] = {}  # doc id -> (version, int id)
@@ -89,7 +89,8 @@ class DocumentIndex:
             cursor = _max_seq(conn)
             per: dict[int, tuple[list[int], list[npt.NDArray[np.float32]]]] = {}
             self._ids, self._names, self._next = {}, {}, 0
-            q = sa.select(documents.c.id, documents.c.codebook_version, documents.c.k, documents.c.codes)
+            d = documents.c
+            q = sa.select(d.id, d.codebook_version, d.k, d.code_format, d.codes)
             rows = conn.execution_options(yield_per=_SCAN_CHUNK).execute(q.order_by(documents.c.id))
             for chunk in rows.partitions(_SCAN_CHUNK):
                 for v, (names, keys) in self._keys(chunk).items():
@@ -149,14 +150,15 @@ class DocumentIndex:
         return self._next - 1
 
     def _keys(self, rows: Iterable[sa.Row]) -> dict[int, tuple[list[str], npt.NDArray[np.float32]]]:  # type: ignore[type-arg]
-        """Rows (id, codebook_version, k, codes) -> per version: (ids, keys (n, d))."""
-        groups: dict[tuple[int, int], list[tuple[str, bytes]]] = {}
+        """Rows (id, codebook_version, k, code_format, codes) -> per version: (ids, keys (n, d))."""
+        batches: dict[tuple[int, int, int], list[tuple[str, bytes]]] = {}
         for r in rows:
-            groups.setdefault((int(r.codebook_version), int(r.k)), []).append((r.id, bytes(r.codes)))
-        sizes = self._num_codes()
+            key = (int(r.codebook_version), int(r.k), int(r.code_format))
+            batches.setdefault(key, []).append((r.id, bytes(r.codes)))
+        layouts = self._layouts()
         out: dict[int, tuple[list[str], npt.NDArray[np.float32]]] = {}
-        for (v, k), members in groups.items():
-            codes = codec.unpack_codes_batch([b for _, b in members], k, sizes[v])  # (n, K)
+        for (v, k, fmt), members in batches.items():
+            codes = codec.unpack_stored([b for _, b in members], k, layouts[v], fmt)  # (n, K)
             keys = document_keys(codes, self._book(v))
             names, parts = out.get(v, ([], np.zeros((0, keys.shape[1]), np.float32)))
             out[v] = (names + [n for n, _ in members], np.concatenate([parts, keys]))
@@ -214,6 +216,6 @@ def _rows(conn: Connection, ids: list[str]) -> list[sa.Row]:  # type: ignore[typ
     d = documents.c
     out: list[sa.Row] = []  # type: ignore[type-arg]
     for i in range(0, len(ids), 500):
-        q = sa.select(d.id, d.codebook_version, d.k, d.codes).where(d.id.in_(ids[i : i + 500]))
+        q = sa.select(d.id, d.codebook_version, d.k, d.code_format, d.codes).where(d.id.in_(ids[i : i + 500]))
         out += conn.execute(q).all()
     return out

@@ -54,8 +54,9 @@ class Source(Base):
 
 
 class CodebookVersion(Base):
-    """A codebook (C vectors of size D). Its vectors never change once stored (a trigger refuses it);
-    the row cannot be deleted while documents or child versions refer to it (foreign keys)."""
+    """A codebook (C vectors of size D in G groups of C/G, the groups code format 2 packs by). Its
+    vectors and G never change once stored (a trigger refuses it); the row cannot be deleted while
+    documents or child versions refer to it (foreign keys)."""
 
     __tablename__ = "codebook_versions"
     version: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -64,6 +65,7 @@ class CodebookVersion(Base):
     )
     num_codes: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     dim: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    groups: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default="1")
     dtype: Mapped[str] = mapped_column(sa.String(16), nullable=False)
     vectors: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)  # codec.encode_codebook
     vectors_sha256: Mapped[str] = mapped_column(sa.String(64), nullable=False)
@@ -76,6 +78,9 @@ class CodebookVersion(Base):
     __table_args__ = (
         sa.CheckConstraint("num_codes BETWEEN 2 AND 65536", name="ck_codebook_num_codes"),
         sa.CheckConstraint("dim >= 1", name="ck_codebook_dim"),
+        sa.CheckConstraint(
+            "groups >= 1 AND num_codes % groups = 0 AND num_codes >= 2 * groups", name="ck_codebook_groups"
+        ),
         sa.Index("uq_codebook_versions_parent", "parent_version", unique=True),  # linear history
     )
 
@@ -96,7 +101,7 @@ class DocumentRow(Base):
         sa.ForeignKey("codebook_versions.version", ondelete="RESTRICT"), nullable=False
     )
     code_format: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
-    codes: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)  # codec.pack_codes
+    codes: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)  # codec.pack_codes, code_format
     source_topic: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
     source_partition: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     source_offset: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)

@@ -49,6 +49,7 @@ class Store(Protocol):
         health: CodebookHealth | None = None,
         dtype: str = "float32",
         expect_latest: bool = False,
+        groups: int = 1,
     ) -> int: ...
 
     def latest_codebook_version(self) -> int | None: ...

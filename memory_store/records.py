@@ -23,7 +23,8 @@ class SourcePosition:
 
 @dataclass(frozen=True, slots=True)
 class DocumentRecord:
-    """One document to store: metadata plus its K codes packed with :func:`codec.pack_codes`.
+    """One document to store: metadata plus its K codes packed with :func:`codec.pack_codes` in
+    ``code_format`` (with the C and G of its codebook version).
 
     ``published_at`` is the time slices select on; naive datetimes are taken as UTC.
     ``ingested_at`` defaults to the time of the write.
@@ -92,6 +93,7 @@ class CodebookInfo:
     parent_version: int | None
     num_codes: int
     dim: int
+    groups: int  # G: product-quantization groups of num_codes / G codes (what code format 2 packs by)
     dtype: str
     vectors_sha256: str
     created_at: datetime

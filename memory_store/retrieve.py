@@ -36,20 +36,20 @@ def retrieve(
     query: QueryFn,
     k: int,
     s: Slice,
-    num_codes: Callable[[], Mapping[int, int]],
+    layouts: Callable[[], Mapping[int, codec.CodeLayout]],
 ) -> list[RetrievedDocument]:
     """The ``k`` best-scoring stored documents of slice ``s`` (fewer if it holds fewer), best first."""
     index.refresh()
     fetch = k + 8
     for _ in range(_ROUNDS + 1):
         hits = index.search(query, fetch)
-        found = _confirm(engine, hits, s, num_codes())
+        found = _confirm(engine, hits, s, layouts())
         if len(found) >= k or len(hits) < fetch:
             return found[:k]
         fetch *= 8
     with read_transaction(engine) as conn:
         allowed = {str(i) for (i,) in conn.execute(_where(sa.select(documents.c.id), s))}
-    return _confirm(engine, index.search(query, k, allowed), s, num_codes())[:k]
+    return _confirm(engine, index.search(query, k, allowed), s, layouts())[:k]
 
 
 def _where(q: sa.Select, s: Slice) -> sa.Select:  # type: ignore[type-arg]
@@ -63,7 +63,9 @@ def _where(q: sa.Select, s: Slice) -> sa.Select:  # type: ignore[type-arg]
     return q
 
 
-def _confirm(engine: Engine, hits: list[Hit], s: Slice, sizes: Mapping[int, int]) -> list[RetrievedDocument]:
+def _confirm(
+    engine: Engine, hits: list[Hit], s: Slice, layouts: Mapping[int, codec.CodeLayout]
+) -> list[RetrievedDocument]:
     """``hits`` that are stored and in the slice, in their order, with their metadata and codes."""
     score = {h.doc_id: h.score for h in hits}
     rows: dict[str, RetrievedDocument] = {}
@@ -78,7 +80,10 @@ def _confirm(engine: Engine, hits: list[Hit], s: Slice, sizes: Mapping[int, int]
                     published_at=r.published_at,
                     codebook_version=int(r.codebook_version),
                     indices=tuple(
-                        int(c) for c in codec.unpack_codes(bytes(r.codes), r.k, sizes[r.codebook_version])
+                        int(c)
+                        for c in codec.unpack_stored(
+                            [bytes(r.codes)], r.k, layouts[r.codebook_version], r.code_format
+                        )[0]
                     ),
                     score=score[r.id],
                 )
@@ -89,7 +94,7 @@ def _fetch(conn: Connection, ids: list[str], s: Slice) -> list[sa.Row]:  # type:
     d = documents.c
     q = (
         sa.select(d.id, sources.c.name.label("source"), d.url, d.title, d.published_at)
-        .add_columns(d.codebook_version, d.k, d.codes)
+        .add_columns(d.codebook_version, d.k, d.code_format, d.codes)
         .join(sources, sources.c.id == d.source_id)
         .where(d.id.in_(ids))
     )

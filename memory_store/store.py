@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from memory_store import codebooks, doc_index, writes
 from memory_store import counts as counts_
-from memory_store.codec import unpack_codes
+from memory_store.codec import CodeLayout, unpack_stored
 from memory_store.db import make_engine, read_transaction, run_write
 from memory_store.errors import DatabaseUnreachable, InvalidRecord, UnknownCodebookVersion
 from memory_store.index import CodebookIndex, IndexCache, default_index_dir
@@ -77,7 +77,7 @@ class MemoryStore:
             self.engine.dispose()
             raise
         self._source_ids: dict[str, int] = {}
-        self._num_codes: dict[int, int] = {}
+        self._layouts: dict[int, CodeLayout] = {}
         self.indexes = IndexCache(index_dir or default_index_dir(url), self.codebook_info, self.get_codebook)
         self.documents_index = doc_index.DocumentIndex(
             self.engine, lambda v: self.get_codebook(v).vectors, lambda: self._sizes(None)
@@ -135,10 +135,10 @@ class MemoryStore:
 
     def delete_documents(self, ids: Sequence[str]) -> list[str]:
         """Delete documents (one transaction); return the ids that were stored and are now gone."""
-        sizes = self._sizes(None)
+        layouts = self._sizes(None)
 
         def work(conn: sa.Connection) -> list[str]:
-            gone = writes.delete_documents(conn, ids, sizes)
+            gone = writes.delete_documents(conn, ids, layouts)
             doc_index.log_changes(conn, gone, doc_index.DELETE)
             return gone
 
@@ -194,23 +194,6 @@ class MemoryStore:
             s = counts_.Slice(since, until, source_id, version)
             return counts_.slice_codes(conn, s, self._sizes(None, conn))
 
-    def count_vectors(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        source: str | None = None,
-        version: int | None = None,
-    ) -> dict[int, npt.NDArray[np.int64]]:
-        """:meth:`counts` as one (C,) vector per codebook version: what aggregation consumes."""
-        rows = self.counts(since=since, until=until, source=source, version=version)
-        sizes = self._sizes({r.codebook_version for r in rows})
-        out: dict[int, npt.NDArray[np.int64]] = {}
-        for r in rows:
-            out.setdefault(r.codebook_version, np.zeros(sizes[r.codebook_version], dtype=np.int64))[
-                r.code
-            ] = r.n
-        return out
-
     # -- codebooks -------------------------------------------------------------------------------
 
     def add_codebook_version(
@@ -220,14 +203,17 @@ class MemoryStore:
         health: CodebookHealth | None = None,
         dtype: str = "float32",
         expect_latest: bool = False,
+        groups: int = 1,
     ) -> int:
-        """Store a (C, D) codebook as a new, immutable version; return its number.
+        """Store a (C, D) codebook as a new, immutable version; return its number. ``groups``: G, the
+        product-quantization groups of C / G codes its documents' codes fall in (code format 2).
 
         ``expect_latest=True`` makes it a compare-and-set for concurrent publishers: it raises
         :class:`CodebookConflict` unless ``parent`` is the newest version (None: the store has none).
         """
         return run_write(
-            self.engine, lambda c: codebooks.insert_version(c, vectors, parent, health, dtype, expect_latest)
+            self.engine,
+            lambda c: codebooks.insert_version(c, vectors, parent, health, dtype, expect_latest, groups),
         )
 
     def latest_codebook_version(self) -> int | None:
@@ -293,7 +279,12 @@ class MemoryStore:
         """A stored document with its codes, or None."""
         d = documents.c
         q = (
-            sa.select(documents, sources.c.name.label("source"), codebook_versions.c.num_codes)
+            sa.select(
+                documents,
+                sources.c.name.label("source"),
+                codebook_versions.c.num_codes,
+                codebook_versions.c.groups,
+            )
             .join(sources, sources.c.id == d.source_id)
             .join(codebook_versions, codebook_versions.c.version == d.codebook_version)
             .where(d.id == doc_id)
@@ -317,7 +308,7 @@ class MemoryStore:
             codebook_version=r.codebook_version,
             code_format=r.code_format,
             codes=bytes(r.codes),
-            indices=tuple(int(i) for i in unpack_codes(bytes(r.codes), r.k, r.num_codes)),
+            indices=tuple(int(i) for i in self._decode(r)),
             position=position,
         )
 
@@ -349,17 +340,23 @@ class MemoryStore:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _sizes(self, versions: set[int] | None, conn: sa.Connection | None = None) -> dict[int, int]:
-        """version -> C for ``versions`` (None: all), from the cache (versions never change)."""
-        if versions is None or not versions <= self._num_codes.keys():
+    @staticmethod
+    def _decode(r: sa.Row[Any]) -> npt.NDArray[np.int64]:
+        """A document row (with its version's num_codes and groups) -> its K indices."""
+        layout = CodeLayout(r.num_codes, r.groups)
+        return unpack_stored([bytes(r.codes)], r.k, layout, r.code_format)[0]
+
+    def _sizes(self, versions: set[int] | None, conn: sa.Connection | None = None) -> dict[int, CodeLayout]:
+        """version -> (C, G) for ``versions`` (None: all), from the cache (versions never change)."""
+        if versions is None or not versions <= self._layouts.keys():
             if conn is not None:
-                self._num_codes.update(codebooks.sizes(conn))
+                self._layouts.update(codebooks.layouts(conn))
             else:
                 with read_transaction(self.engine) as c:
-                    self._num_codes.update(codebooks.sizes(c))
-        if versions is not None and (missing := versions - self._num_codes.keys()):
+                    self._layouts.update(codebooks.layouts(c))
+        if versions is not None and (missing := versions - self._layouts.keys()):
             raise UnknownCodebookVersion(f"codebook version(s) {sorted(missing)} do not exist")
-        return self._num_codes
+        return self._layouts
 
 
 if TYPE_CHECKING:

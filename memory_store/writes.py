@@ -44,8 +44,9 @@ class PreparedWrite:
     repeated: tuple[str, ...]  # ids that appeared more than once in the batch
 
 
-def prepare(docs: Sequence[DocumentRecord], num_codes: Mapping[int, int]) -> PreparedWrite:
-    """Validate ``docs`` against the codec and the codebook sizes (version -> C); decode codes."""
+def prepare(docs: Sequence[DocumentRecord], layouts: Mapping[int, codec.CodeLayout]) -> PreparedWrite:
+    """Validate ``docs`` against the codec and their codebook versions' layouts (version -> C, G);
+    decode codes."""
     seen: dict[str, int] = {}
     unique: list[DocumentRecord] = []
     repeated: list[str] = []
@@ -53,16 +54,16 @@ def prepare(docs: Sequence[DocumentRecord], num_codes: Mapping[int, int]) -> Pre
         if doc.id in seen:
             repeated.append(doc.id)
             continue
-        _check(doc, num_codes)
+        _check(doc, layouts)
         seen[doc.id] = len(unique)
         unique.append(doc)
     decoded: list[npt.NDArray[np.int64] | None] = [None] * len(unique)
-    groups: dict[tuple[int, int], list[int]] = {}
+    batches: dict[tuple[int, int, int], list[int]] = {}
     for i, doc in enumerate(unique):
-        groups.setdefault((doc.codebook_version, doc.k), []).append(i)
-    for (version, k), members in groups.items():
+        batches.setdefault((doc.codebook_version, doc.k, doc.code_format), []).append(i)
+    for (version, k, fmt), members in batches.items():
         try:
-            codes = codec.unpack_codes_batch([unique[i].codes for i in members], k, num_codes[version])
+            codes = codec.unpack_stored([unique[i].codes for i in members], k, layouts[version], fmt)
         except codec.CodecError as e:
             raise InvalidRecord(f"codes of codebook version {version}: {e}") from None
         for row, i in zip(codes, members, strict=True):
@@ -70,7 +71,7 @@ def prepare(docs: Sequence[DocumentRecord], num_codes: Mapping[int, int]) -> Pre
     return PreparedWrite(tuple(unique), tuple(d for d in decoded if d is not None), tuple(repeated))
 
 
-def _check(doc: DocumentRecord, num_codes: Mapping[int, int]) -> None:
+def _check(doc: DocumentRecord, layouts: Mapping[int, codec.CodeLayout]) -> None:
     """The document contract (the stage checks the same limits) plus what the codec needs."""
     where = f"document {doc.id!r}"
     for problem in (
@@ -83,15 +84,18 @@ def _check(doc: DocumentRecord, num_codes: Mapping[int, int]) -> None:
             raise InvalidRecord(f"{where}: {problem}", doc.id)
     if not _SHA256.match(doc.content_sha256):
         raise InvalidRecord(f"{where}: content_sha256 must be 64 lowercase hex digits", doc.id)
-    if doc.code_format != codec.CODE_FORMAT_VERSION:
+    if doc.code_format not in codec.CODE_FORMATS:
         raise InvalidRecord(
-            f"{where}: code format {doc.code_format} unsupported (this build stores "
-            f"{codec.CODE_FORMAT_VERSION})",
+            f"{where}: code format {doc.code_format} unsupported (this build stores {codec.CODE_FORMATS})",
             doc.id,
         )
     if not 1 <= doc.k <= 32767:
         raise InvalidRecord(f"{where}: K must be in [1, 32767], got {doc.k}", doc.id)
-    size = codec.packed_size(doc.k, num_codes[doc.codebook_version])
+    c, g = layouts[doc.codebook_version]
+    try:
+        size = codec.packed_size(doc.k, c, groups=g, code_format=doc.code_format)
+    except codec.CodecError as e:
+        raise InvalidRecord(f"{where}: {e}", doc.id) from None
     if len(doc.codes) != size:
         raise InvalidRecord(f"{where}: {len(doc.codes)} code bytes, expected {size} for K={doc.k}", doc.id)
     if not isinstance(doc.published_at, datetime):
@@ -240,16 +244,21 @@ def store_offsets(conn: Connection, offsets: Sequence[ConsumedOffset]) -> int:
     return len(rows)
 
 
-def delete_documents(conn: Connection, ids: Sequence[str], num_codes: Mapping[int, int]) -> list[str]:
+def delete_documents(
+    conn: Connection, ids: Sequence[str], layouts: Mapping[int, codec.CodeLayout]
+) -> list[str]:
     """Delete documents by id and subtract their codes from the counts; return the ids deleted."""
     if not ids:
         return []
     d = documents.c
     stmt = sa.delete(documents).where(d.id.in_(sorted(set(ids))))
     rows = conn.execute(
-        stmt.returning(d.id, d.source_id, d.published_at, d.k, d.codebook_version, d.codes)
+        stmt.returning(d.id, d.source_id, d.published_at, d.k, d.codebook_version, d.code_format, d.codes)
     ).all()
-    codes = [codec.unpack_codes(r.codes, r.k, num_codes[r.codebook_version]) for r in rows]
+    codes = [
+        codec.unpack_stored([bytes(r.codes)], r.k, layouts[r.codebook_version], r.code_format)[0]
+        for r in rows
+    ]
     daily, total = count_deltas(
         [r.codebook_version for r in rows],
         [r.source_id for r in rows],

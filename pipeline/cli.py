@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from corpora.formats import DocumentFormat
 from infra.cli import BootstrapServersOption, setting_help
 from infra.settings import load_settings
-from pipeline.replay.readers import ReplayFormat
 from pipeline.settings import PipelineSettings, ProducerSettings
 
 EXIT_FEEDS_FAILED = 3
@@ -102,7 +102,7 @@ def produce_feeds(
 def produce_replay(
     path: Annotated[Path, typer.Argument(help="The dataset file (.gz is fine).")],
     format: Annotated[
-        ReplayFormat | None,
+        DocumentFormat | None,
         typer.Option("--format", help="The file's format. [default: from the file name]", show_default=False),
     ] = None,
     rate: Annotated[

@@ -1,4 +1,5 @@
-"""Errors of the pipeline package: user mistakes reported as one clear line (see infra.errors)."""
+"""Errors of the pipeline package: user mistakes reported as one clear line (see infra.errors); a
+replay file's problems are :class:`corpora.errors.DatasetError`."""
 
 from __future__ import annotations
 
@@ -11,10 +12,6 @@ class PipelineError(MbcError):
 
 class FeedUrlError(PipelineError):
     """A feed URL given by the user is not an http(s) URL."""
-
-
-class DatasetError(PipelineError):
-    """A replay file cannot be read or does not have the format it was said to have."""
 
 
 class DeliveryError(PipelineError):

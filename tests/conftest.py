@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from infra.broker import BrokerProcess
-from tests.harness.postgres import PostgresUnavailable, ThrowawayPostgres
+from infra.throwaway_postgres import PostgresUnavailable, ThrowawayPostgres
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MBC_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import Tensor
 
-from memory_store.codec import encode_codebook, unpack_codes_batch
+from memory_store.codec import CODE_FORMAT_VERSION, encode_codebook, unpack_codes_batch
 
 
 @dataclass
@@ -18,6 +18,7 @@ class Bank:
     num_docs: int
     stored_codes: int  # codes stored per document: K·G
     num_codes: int  # rows of the codebook they index: G·C
+    groups: int = 1  # G: slot j's code is one of group j mod G (what code format 2 packs by)
     blobs: list[bytes] = field(default_factory=list)  # compressed: packed codes per document
     versions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,)
     vectors: Tensor | None = None  # full: (N, K, D) float32 on CPU
@@ -39,4 +40,6 @@ class Bank:
 
     def codes(self) -> np.ndarray:
         """Unpack the stored blobs -> (N, K·G) code indices."""
-        return unpack_codes_batch(self.blobs, self.stored_codes, self.num_codes)
+        return unpack_codes_batch(
+            self.blobs, self.stored_codes, self.num_codes, groups=self.groups, code_format=CODE_FORMAT_VERSION
+        )

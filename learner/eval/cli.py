@@ -12,9 +12,9 @@ from typing import Annotated, Literal
 
 import typer
 
+from corpora.formats import QAFormat
 from infra.cli import setting_help
 from learner.ask.settings import Aggregation
-from learner.data import Format
 from learner.settings import Device, LearnerSettings
 from learner.settings import setup_learner as _setup
 
@@ -28,7 +28,7 @@ def evaluate(
         Path, typer.Option(help="Checkpoint folder, or a run folder (uses checkpoints/best-loss).")
     ],
     data: Annotated[Path, typer.Option(help="Test QA file.")],
-    data_format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = "auto",
+    data_format: Annotated[QAFormat, typer.Option("--format", help=FORMAT_HELP)] = "auto",
     documents: Annotated[
         Path | None, typer.Option(help="Documents file (StreamingQA JSONL, ArchivalQA). [default: none]")
     ] = None,
@@ -84,9 +84,9 @@ def evaluate(
     """Online adaptation: store the test documents in a bank, answer every question, report EM/F1, bytes, ms."""
     import torch
 
+    from corpora.qa import load_dataset
     from learner.checkpoint import load_checkpoint
     from learner.checkpoint_option import require_checkpoint
-    from learner.data import load_dataset
     from learner.eval.online import DecodeConfig, online_eval, write_report
 
     settings = _setup()

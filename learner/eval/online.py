@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learner.data.types import QADataset, QADocument, QAExample
+from corpora.types import QADataset, QADocument, QAExample
 from learner.errors import CheckpointError, ConfigValueError
 from learner.eval.bank import Bank
 from learner.eval.retrieval import recall_at_k, retrieve_for, retrieved_memory
@@ -49,7 +49,7 @@ from learner.model.memory import (
 )
 from learner.model.precision import needs_autocast
 from learner.text.tokenizers import Tokenizers
-from memory_store.codec import pack_codes_batch
+from memory_store.codec import CODE_FORMAT_VERSION, pack_codes_batch
 
 
 @torch.no_grad()
@@ -58,7 +58,7 @@ def adapt(
 ) -> Bank:
     """Amortize (and quantize + pack) ``docs`` into a bank, through the one text -> codes path."""
     cfg = model.config
-    bank = Bank(mode, len(docs), cfg.stored_codes, cfg.stored_codebook_size)
+    bank = Bank(mode, len(docs), cfg.stored_codes, cfg.stored_codebook_size, cfg.codes_per_vector)
     if mode in ("none", "paragraph"):
         bank.text_bytes = sum(len(d.text.encode()) for d in docs) if mode == "paragraph" else 0
         return bank
@@ -72,7 +72,10 @@ def adapt(
         else:
             vec_parts.append(encoder.encode(texts).cpu())  # (b, K, D)
     if mode == "compressed":
-        bank.blobs = pack_codes_batch(np.concatenate(codes_parts), bank.num_codes)
+        codes = np.concatenate(codes_parts)  # (N, K·G)
+        bank.blobs = pack_codes_batch(
+            codes, bank.num_codes, groups=bank.groups, code_format=CODE_FORMAT_VERSION
+        )
         bank.versions = np.full(len(docs), version, dtype=np.int64)
         bank.codebooks = {version: vectors.float()}
         bank.rows = {version: model.codebook.memory_rows(vectors).float()}

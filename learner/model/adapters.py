@@ -22,7 +22,6 @@ from typing import Any
 from torch import nn
 
 KV_ADAPTER = "default"
-ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def tuner_layers(model: nn.Module) -> list[Any]:
@@ -31,11 +30,12 @@ def tuner_layers(model: nn.Module) -> list[Any]:
     return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
 
 
-def add_encoder_adapter(model: nn.Module, name: str, r: int, alpha: int) -> None:
-    """LoRA adapter ``name`` on the attention projections of every layer of ``model`` (in place)."""
+def add_encoder_adapter(model: nn.Module, name: str, r: int, alpha: int, targets: tuple[str, ...]) -> None:
+    """LoRA adapter ``name`` on the modules ``targets`` (the family's ``encoder_targets``,
+    :mod:`learner.model.families`) of every layer of ``model``, in place."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(ENCODER_TARGETS))
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets))
     with warnings.catch_warnings():  # several named adapters on one model are intended here
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
         inject_adapter_in_model(config, model, adapter_name=name)

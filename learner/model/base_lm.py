@@ -1,6 +1,6 @@
 """The frozen base language model, taking a per-layer prefix as past key/values.
 
-:class:`BaseLM` wraps a Hugging Face causal LM (GPT-2 or Llama family). A prefix — P key/value
+:class:`BaseLM` wraps a Hugging Face causal LM of a family of :mod:`learner.model.families`. A prefix — P key/value
 positions for every layer, from :mod:`learner.model.prefix` — is handed to the model as a
 ``DynamicCache`` that already holds P positions; the attention mask gets P leading ones and the
 real tokens take positions P, P+1, … (left padding is skipped over). The same mechanism serves
@@ -9,7 +9,7 @@ training (``forward`` with labels) and decoding with a KV cache (:mod:`learner.d
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,45 +20,15 @@ from learner.decoding import greedy_search, group_beam_search
 from learner.decoding.step import StepOutput
 from learner.errors import ModelLoadError
 from learner.model.config import LMSpec
+from learner.model.families import family
 from learner.model.gguf_source import resolve_lm_source
 from learner.model.prefix import Prefix
 
 
 def lm_config_from_spec(spec: LMSpec, vocab_size: int, pad_id: int, eos_id: int, bos_id: int) -> Any:
-    """A transformers config for a randomly initialised base LM of the spec's shape."""
-    if spec.arch == "gpt2":
-        return AutoConfig.for_model(
-            "gpt2",
-            vocab_size=vocab_size,
-            n_positions=spec.max_positions,
-            n_embd=spec.hidden,
-            n_layer=spec.layers,
-            n_head=spec.heads,
-            n_inner=spec.ffn,
-            resid_pdrop=spec.dropout,
-            embd_pdrop=spec.dropout,
-            attn_pdrop=spec.dropout,
-            bos_token_id=bos_id,
-            eos_token_id=eos_id,
-            pad_token_id=pad_id,
-            loss_type="ForCausalLM",
-        )
-    return AutoConfig.for_model(
-        "llama",
-        vocab_size=vocab_size,
-        hidden_size=spec.hidden,
-        intermediate_size=spec.ffn,
-        num_hidden_layers=spec.layers,
-        num_attention_heads=spec.heads,
-        num_key_value_heads=spec.kv_heads or spec.heads,
-        max_position_embeddings=spec.max_positions,
-        attention_dropout=spec.dropout,
-        tie_word_embeddings=spec.tie_embeddings,
-        bos_token_id=bos_id,
-        eos_token_id=eos_id,
-        pad_token_id=pad_id,
-        loss_type="ForCausalLM",
-    )
+    """A transformers config for a randomly initialised base LM of the spec's shape and family."""
+    fam = family(spec.arch)
+    return AutoConfig.for_model(fam.model_type, **fam.config_kwargs(spec, vocab_size, pad_id, eos_id, bos_id))
 
 
 def load_pretrained_lm(spec: LMSpec, source: str) -> PreTrainedModel:
@@ -98,10 +68,11 @@ def prefix_positions(attention_mask: Tensor, past: int) -> Tensor:
 class BaseLM(nn.Module):
     """A causal LM that accepts a prefix of past key/values in forward and in decoding."""
 
-    def __init__(self, model: PreTrainedModel, arch: Literal["gpt2", "llama"]) -> None:
+    def __init__(self, model: PreTrainedModel, arch: str) -> None:
         super().__init__()
         self.model = model
         self.arch = arch
+        self.family = family(arch)  # UnknownModelFamily here, before any adapter is attached
         cfg = model.config
         self.num_layers: int = cfg.num_hidden_layers
         self.num_heads: int = cfg.num_attention_heads

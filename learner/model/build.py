@@ -18,6 +18,7 @@ from learner.model.adapters import adapter_of
 from learner.model.amortization import PromptedT5, t5_config_from_spec
 from learner.model.base_lm import BaseLM, lm_config_from_spec, lm_from_config, load_pretrained_lm
 from learner.model.config import ModelConfig, T5Spec, TrainMemoryMode
+from learner.model.families import family
 from learner.model.lm_encoder import SummaryTokenEncoder
 from learner.model.lora import is_lora_parameter
 from learner.model.mbc import MBCModel
@@ -97,8 +98,9 @@ def assemble_on_lm(cfg: ModelConfig, lm_model: Any, train_memory: TrainMemoryMod
     """``encoder="lm"``: both encoders are named LoRA adapters + summary tokens on ``lm_model``."""
     d = lm_model.config.hidden_size
     r, alpha, k, h = cfg.encoder_lora_r, cfg.encoder_lora_alpha, cfg.num_vectors, cfg.encoder_mlp_hidden
-    amortizer = SummaryTokenEncoder(lm_model, "amort", k, d, r, alpha, h)
-    question = SummaryTokenEncoder(lm_model, "question", k, d, r, alpha, h)
+    targets = family(cfg.lm.arch).require_encoder_targets()
+    amortizer = SummaryTokenEncoder(lm_model, "amort", k, d, r, alpha, h, targets=targets)
+    question = SummaryTokenEncoder(lm_model, "question", k, d, r, alpha, h, targets=targets)
     return MBCModel(cfg, amortizer, question, BaseLM(lm_model, cfg.lm.arch), train_memory)
 
 

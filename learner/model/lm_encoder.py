@@ -36,6 +36,8 @@ class SummaryTokenEncoder(nn.Module):
         lora_r: int,
         lora_alpha: int,
         mlp_hidden: int | None = None,
+        *,
+        targets: tuple[str, ...],  # the LoRA targets: the family's encoder_targets
     ) -> None:
         super().__init__()
         self._shared = (lm,)  # a tuple: not a registered submodule (see module docstring)
@@ -48,7 +50,7 @@ class SummaryTokenEncoder(nn.Module):
             std = float(emb.detach().float().std()) if emb.device.type != "meta" else 0.02
             nn.init.normal_(self.summary, std=std)
         self.heads = PositionwiseMLP(num_vectors, hidden, out_dim, mlp_hidden)
-        add_encoder_adapter(lm, adapter, lora_r, lora_alpha)
+        add_encoder_adapter(lm, adapter, lora_r, lora_alpha, targets)
 
     @property
     def lm(self) -> Any:

@@ -1,9 +1,12 @@
 """KV-LoRA (docs/DESIGN.md §1.6): low-rank updates on the key and value projections only, last N layers.
 
-* Llama-style models (separate ``k_proj`` / ``v_proj``): peft's LoRA injected in place on those
-  two modules of the last N layers.
-* GPT-2 (one fused ``c_attn`` producing [Q | K | V]): :class:`FusedKVLoRA` wraps ``c_attn`` and adds
-  B·A·x only to the K and V column slices; the query slice is the base output, untouched.
+Where the projections are is the family's row in :mod:`learner.model.families`:
+
+* ``peft`` families (separate key and value projections, Llama's ``k_proj`` / ``v_proj``): peft's
+  LoRA injected in place on those two modules of the last N layers.
+* ``fused`` families (one QKV projection producing [Q | K | V], GPT-2's ``c_attn``):
+  :class:`FusedKVLoRA` wraps it and adds B·A·x only to the K and V column slices; the query slice
+  is the base output, untouched.
 
 Both start as no-ops (B = 0) and leave every base weight frozen.
 """
@@ -14,12 +17,13 @@ import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from operator import attrgetter
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from learner.errors import ConfigValueError
+from learner.model.families import family
 
 LORA_MARKERS = ("lora_A", "lora_B")
 
@@ -48,43 +52,36 @@ class FusedKVLoRA(nn.Module):
         return torch.cat([q, kv + delta * self.scaling], dim=-1)
 
 
-def _gpt2_blocks(model: Any) -> nn.ModuleList:
-    return model.transformer.h  # type: ignore[no-any-return]
-
-
 def apply_kv_lora(model: Any, arch: str, r: int, alpha: int, dropout: float, last_n: int) -> list[str]:
-    """Add KV-LoRA to the last ``last_n`` attention layers of ``model`` in place; return the wrapped names."""
+    """Add KV-LoRA to the last ``last_n`` attention layers of ``model`` (of family ``arch``, a row of
+    :mod:`learner.model.families`) in place; return the wrapped names."""
+    fam = family(arch)
     if last_n == 0:
         return []
-    if arch == "gpt2":
-        blocks = _gpt2_blocks(model)
-        hidden = model.config.n_embd
-        names = []
-        first = len(blocks) - last_n
-        for i in range(first, len(blocks)):
-            attn: Any = blocks[i].attn
-            attn.c_attn = FusedKVLoRA(attn.c_attn, hidden, r, alpha, dropout)
-            names.append(f"transformer.h.{i}.attn.c_attn")
-        return names
-    if arch == "llama":
-        from peft import LoraConfig, inject_adapter_in_model
+    layers: nn.ModuleList = attrgetter(fam.layers_path)(model)
+    chosen = list(range(len(layers) - last_n, len(layers)))
+    if fam.kv_lora == "fused":
+        (target,) = fam.kv_targets
+        hidden = model.config.hidden_size
+        for i in chosen:
+            attn: Any = getattr(layers[i], fam.attention)
+            setattr(attn, target, FusedKVLoRA(getattr(attn, target), hidden, r, alpha, dropout))
+        return fam.kv_module_names(chosen)
+    from peft import LoraConfig, inject_adapter_in_model
 
-        layers = model.config.num_hidden_layers
-        chosen = list(range(layers - last_n, layers))
-        config = LoraConfig(
-            r=r,
-            lora_alpha=alpha,
-            lora_dropout=dropout,
-            target_modules=["k_proj", "v_proj"],
-            layers_to_transform=chosen,
-            layers_pattern="layers",
-            bias="none",
-        )
-        with warnings.catch_warnings():  # a second adapter next to encoder="lm"'s is intended
-            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            inject_adapter_in_model(config, model)
-        return [f"model.layers.{i}.self_attn.{p}" for i in chosen for p in ("k_proj", "v_proj")]
-    raise ConfigValueError(f"KV-LoRA is not implemented for architecture {arch!r}")
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(fam.kv_targets),
+        layers_to_transform=chosen,
+        layers_pattern=fam.layers_pattern,
+        bias="none",
+    )
+    with warnings.catch_warnings():  # a second adapter next to encoder="lm"'s is intended
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        inject_adapter_in_model(config, model)
+    return fam.kv_module_names(chosen)
 
 
 def is_lora_parameter(name: str) -> bool:

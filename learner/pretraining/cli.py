@@ -12,8 +12,8 @@ from typing import Annotated, Literal, cast
 
 import typer
 
+from corpora.formats import TEXT_FORMATS
 from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, with_code_space
-from learner.data.plain_text import TEXT_FORMATS
 
 PRESET_HELP = "Model preset (smollm2-135m is the one this was built for; any pretrained-LM preset works)."
 
@@ -85,9 +85,9 @@ def pretrain_amortizer(
     (checkpoints/last) is in `mbc train`'s format: `mbc train --init-from RUN_DIR ...` starts
     meta-training from it.
     """
+    from corpora.texts import load_texts
     from infra.logging import configure_logging
     from infra.settings import load_settings
-    from learner.data.plain_text import load_texts
     from learner.errors import ConfigValueError
     from learner.model.config import get_preset
     from learner.pretraining.batches import Objective

@@ -136,7 +136,12 @@ def token_losses(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor
     pred = logits[:, :-1].float()  # (R, T-1, V)
     target = labels[:, 1:]  # (R, T-1)
     scored = target != -100
-    ce = F.cross_entropy(pred.transpose(1, 2), target.clamp(min=0), reduction="none") * scored
+    # over (R·(T-1), V) rows: cross_entropy on (R, V, T-1) takes a strided "spatial" softmax that cost
+    # 82 of 520 ms per step on the H200 (bench/results/smollm2_memory/2026-12-03/profile_pretrain.json)
+    flat = F.cross_entropy(
+        pred.reshape(-1, pred.shape[-1]), target.clamp(min=0).reshape(-1), reduction="none"
+    )
+    ce = flat.view_as(target) * scored
     correct = (pred.argmax(-1) == target) & scored
     return ce, correct, scored
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from corpora.types import QADataset
 from infra.logging import get_logger
 from learner.checkpoint import (
     CheckpointMeta,
@@ -39,7 +40,6 @@ from learner.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from learner.data.types import QADataset
 from learner.errors import CheckpointError, ConfigValueError
 from learner.model.build import arch_configs
 from learner.model.config import ModelConfig, TrainConfig
@@ -57,7 +57,7 @@ from learner.pretraining.batches import (
 from learner.pretraining.objective import PretrainConfig, memory_gap, pretrain_loss
 from learner.training.deadline import Deadline
 from learner.training.init import build_for_training
-from learner.training.spec import RunSpec, seed_everything, warmup_then_constant
+from learner.training.spec import RunSpec, adam, seed_everything, warmup_then_constant
 
 log = get_logger("learner.pretraining.run")
 
@@ -123,7 +123,7 @@ class AmortizerPretrainer:
         model.codebook.deferred = False  # one process: the codebook updates in its own forward
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.model: MBCModel = place_model(model, self.device, bf16_ok=self.device.type == "cuda")
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.optimizer = adam(self.params, cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_then_constant(cfg.warmup_steps)
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from learner.data.types import QADataset
+from corpora.types import QADataset
 from learner.model.config import ModelConfig
 from learner.model.mbc import TrainBatch
 from learner.text.tokenizers import Tokenizers

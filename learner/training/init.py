@@ -30,7 +30,7 @@ from learner.training.init_from import init_weights_from
 from learner.training.lm_pretrain import lm_corpus, pretrain_lm
 
 if TYPE_CHECKING:
-    from learner.data.types import QADataset
+    from corpora.types import QADataset
     from learner.training.spec import RunSpec
 
 log = get_logger("learner.training.init")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from learner.data.types import QADataset
+from corpora.types import QADataset
 from learner.text.batching import pad
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from corpora.types import QADataset
 from infra.logging import get_logger
 from learner.checkpoint import (
     CheckpointMeta,
@@ -44,7 +45,6 @@ from learner.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from learner.data.types import QADataset
 from learner.eval.online import online_eval
 from learner.model.build import arch_configs
 from learner.model.gguf_source import identity_of
@@ -154,9 +154,9 @@ class Trainer:
         # The retrieval warm-up leaves its last batch's gradients in .grad; the first step would
         # add them to its own (and, under DDP, average them in a different rounding order).
         model.zero_grad(set_to_none=True)
-        optimizer = torch.optim.Adam(self.params, lr=tcfg.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run_spec.warmup_then_constant(warmup))
         model = place_model(model, self.acc.device, bf16_ok=tcfg.mixed_precision == "bf16")
+        optimizer = run_spec.adam(self.params, tcfg.lr)  # after placement: fused on a GPU
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run_spec.warmup_then_constant(warmup))
         self.deadline = Deadline(None)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state["optimizer"])

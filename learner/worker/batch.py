@@ -62,9 +62,6 @@ class DeadLetter:
             timestamp_ms=int(m.timestamp.timestamp() * 1000) if m.timestamp is not None else None,
         )
 
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self.record().headers
-
 
 @dataclass
 class PreparedBatch:
@@ -220,8 +217,13 @@ def encode(batch: Tokenized, encoder: TextEncoder, codebook: OnlineCodebook) -> 
     sources: list[RawMessage] = []
     codes = err = None
     if z is not None:
-        version, codes, err = codebook.quantize_current(z)  # (N, K), (N, K)
-        blobs = pack_codes_batch(codes.cpu().numpy(), codebook.num_codes)  # C is the same in every version
+        version, codes, err = codebook.quantize_current(z)  # (N, K·G), (N, K·G)
+        blobs = pack_codes_batch(  # C is the same in every version; G is the version's own
+            codes.cpu().numpy(),
+            codebook.num_codes,
+            groups=codebook.groups_of(version),
+            code_format=CODE_FORMAT_VERSION,
+        )
         for (m, d), blob in zip(good, blobs, strict=True):
             records.append(
                 DocumentRecord(

@@ -10,6 +10,10 @@ in its write thread). What the store says decides what happens (:mod:`memory_sto
   (:func:`learner.worker.batch.find_refused`), each refused document is dead-lettered with the
   store's reason and its original bytes, and the rest is stored with the offsets;
 * anything else escapes: the worker stops and says why.
+
+:class:`StoreOutage` is the one place both steps keep the outage: how long to wait before the
+next try (jittered exponential backoff) and the two log lines, "store unavailable" once when it
+starts and "store reachable again" once when it ends.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from infra.logging import get_logger
+from infra.retry import Backoff
 from learner.worker.batch import DeadLetter, DeadLetterUndelivered, PreparedBatch, RawMessage, find_refused
 from memory_store.errors import InvalidRecord, StoreUnavailable
 
@@ -39,6 +44,31 @@ class BatchSink(Protocol):
     def write(self, batch: PreparedBatch) -> None: ...
 
     def after_store(self, batch: PreparedBatch) -> None: ...
+
+
+class StoreOutage:
+    """The store as one step sees it: up, or away for a number of failed attempts in a row."""
+
+    def __init__(self, retry_max_s: float) -> None:
+        self.backoff = Backoff(first_s=min(0.5, retry_max_s), max_s=retry_max_s)
+        self.failures = 0
+
+    @property
+    def up(self) -> bool:
+        return self.failures == 0
+
+    def failed(self, error: BaseException) -> float:
+        """One more failed attempt (logged when it is the first); seconds to wait before the next."""
+        if self.up:
+            log.warning("store unavailable; pausing consumption and retrying", error=first_line(error))
+        self.failures += 1
+        return self.backoff.delay(self.failures)
+
+    def succeeded(self, batch_id: str) -> None:
+        """An attempt went through (logged when it ends an outage)."""
+        if not self.up:
+            log.info("store reachable again; resuming", batch_id=batch_id)
+        self.failures = 0
 
 
 class DurableWrite:

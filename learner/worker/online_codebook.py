@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor
 
 from infra.logging import get_logger
+from learner.errors import CheckpointError
 from learner.model.codebook import Codebook
 from learner.model.codebook_math import (
     EmaKMeansState,
@@ -38,6 +40,7 @@ from memory_store.protocol import Store
 from memory_store.records import CodebookHealth
 
 log = get_logger(__name__)
+PUBLISHED_KEPT = 1_000
 
 
 @dataclass
@@ -47,6 +50,7 @@ class VersionState:
     version: int
     vectors: Tensor  # (C, D) float32 on the worker's device
     usage: Tensor  # (C,) EMA of assignments per batch (also the EMA cluster size)
+    groups: int  # G as stored with the version: what its documents' codes are packed by
     resets: int | None = None  # dead codes re-seeded when this version was derived (kept in its health)
     origin: str | None = None  # "checkpoint" or "ema"
 
@@ -97,7 +101,10 @@ class OnlineCodebook:
         self.state: VersionState | None = None
         self.obs: Observations | None = None
         self._last_follow = 0.0
-        self.published: list[int] = []
+        # the newest versions this worker published (bounded: one more every publish_every_docs
+        # documents, for a worker that runs for months)
+        self.published: deque[int] = deque(maxlen=PUBLISHED_KEPT)
+        self._groups: dict[int, int] = {}  # version -> its stored G (versions never change)
         # The pipelined worker quantizes batch n + 1 (encode thread) while it observes batch n and
         # may publish (write thread): hold this around anything that reads or replaces the state.
         self.lock = threading.RLock()
@@ -114,7 +121,11 @@ class OnlineCodebook:
             )
             try:
                 latest = self.store.add_codebook_version(
-                    initial_vectors.float().cpu().numpy(), parent=None, health=health, expect_latest=True
+                    initial_vectors.float().cpu().numpy(),
+                    parent=None,
+                    health=health,
+                    expect_latest=True,
+                    groups=self.groups,
                 )
                 log.info("published the checkpoint's codebook as the root version", version=latest)
             except CodebookConflict:
@@ -133,8 +144,17 @@ class OnlineCodebook:
         assert self.state is not None, "bootstrap() first"
         return int(self.state.vectors.shape[0])
 
+    def groups_of(self, version: int) -> int:
+        """G stored with ``version`` (one this codebook loaded or published): what its codes pack by."""
+        return self._groups[version]
+
     def _load(self, version: int) -> None:
         cb = self.store.get_codebook(version)
+        if cb.info.groups not in (1, self.groups):  # G = 1: global indices, right for any model's codes
+            raise CheckpointError(
+                f"codebook version {version} is stored with {cb.info.groups} groups; this checkpoint "
+                f"quantizes in {self.groups}"
+            )
         vectors = torch.from_numpy(np.ascontiguousarray(cb.vectors)).to(self.device)  # (C, D)
         raw_usage = (cb.info.health.extra or {}).get("ema_usage")
         if isinstance(raw_usage, list) and len(raw_usage) == vectors.shape[0]:
@@ -143,8 +163,14 @@ class OnlineCodebook:
             usage = torch.ones(vectors.shape[0], device=self.device)
         health = cb.info.health
         origin = (health.extra or {}).get("origin")
+        self._groups[version] = cb.info.groups
         self.state = VersionState(
-            version, vectors, usage, health.resets, origin if isinstance(origin, str) else None
+            version,
+            vectors,
+            usage,
+            cb.info.groups,
+            health.resets,
+            origin if isinstance(origin, str) else None,
         )
         if self.obs is None:
             self.obs = Observations.empty(vectors.shape[0], vectors.shape[1], self.device)
@@ -264,15 +290,20 @@ class OnlineCodebook:
                 extra={"ema_usage": usage.cpu().tolist(), "origin": "ema", "observed_docs": o.docs},
             )
             try:
-                new = self.store.add_codebook_version(
-                    vectors.cpu().numpy(), parent=base.version, health=health, expect_latest=True
+                new = self.store.add_codebook_version(  # the checkpoint's G, even below a G = 1 version
+                    vectors.cpu().numpy(),
+                    parent=base.version,
+                    health=health,
+                    expect_latest=True,
+                    groups=self.groups,
                 )
             except CodebookConflict:
                 log.info("another worker published first; rebasing onto the newest version")
                 continue
             break
         self.store.update_codebook_health(observed_version, health_now)
-        self.state = VersionState(new, vectors, usage, resets, "ema")
+        self._groups[new] = self.groups
+        self.state = VersionState(new, vectors, usage, self.groups, resets, "ema")
         self.obs = self._fresh_observations(vectors)
         self.published.append(new)
         log.info("published codebook version", version=new, parent=base.version, resets=resets)

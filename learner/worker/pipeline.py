@@ -36,15 +36,11 @@ from typing import Any, Protocol
 from arroyo.processing.strategies import MessageRejected, ProcessingStrategy, RunTaskInThreads
 from arroyo.types import BaseValue, Message
 
-from infra.logging import get_logger
-from infra.retry import Backoff
 from learner.worker.batch import PreparedBatch, RawMessage, Tokenized
 from learner.worker.commit_stored import Abandoned, CommitStored, Outcome, Stored
-from learner.worker.durable import TRANSIENT, BatchSink, DurableWrite, first_line
+from learner.worker.durable import TRANSIENT, BatchSink, DurableWrite, StoreOutage
 from learner.worker.in_order import GateBroken, InOrder, wait_until
 from learner.worker.step import Commit, raw_message
-
-log = get_logger(__name__)
 
 JOIN_MARGIN_S = 2.0  # stop starting writes this long before join's timeout (a write takes time)
 
@@ -73,7 +69,7 @@ class PipelinedStore(ProcessingStrategy[Batch]):
         if depth < 2:
             raise ValueError("a pipeline needs depth >= 2; depth 1 is StoreStep")
         self.sink = sink
-        self.backoff = Backoff(first_s=min(0.5, retry_max_s), max_s=retry_max_s)
+        self.outage = StoreOutage(retry_max_s)  # touched by the write stage only: one batch at a time
         self.gates = (InOrder("tokenize"), InOrder("encode"), InOrder("write"))
         self.committer = CommitStored(commit)
         self._threads: RunTaskInThreads[Ticketed, Outcome] = RunTaskInThreads(
@@ -82,7 +78,10 @@ class PipelinedStore(ProcessingStrategy[Batch]):
         self._next_ticket = 0
         self._deadline: float | None = None  # stop by then (join / terminate)
         self._closed = False
-        self.store_up = True
+
+    @property
+    def store_up(self) -> bool:
+        return self.outage.up
 
     # -- arroyo ----------------------------------------------------------------------------------
 
@@ -144,7 +143,6 @@ class PipelinedStore(ProcessingStrategy[Batch]):
     def _make_durable(self, batch: PreparedBatch) -> None:
         """Dead letters, then the store transaction, retried while the store is away."""
         durable = DurableWrite(self.sink, batch)
-        failures = 0
         while True:
             why = self._stopping()
             if why is not None:
@@ -153,14 +151,8 @@ class PipelinedStore(ProcessingStrategy[Batch]):
                 durable.attempt()
                 break
             except TRANSIENT as e:
-                if self.store_up:
-                    log.warning("store unavailable; pausing consumption and retrying", error=first_line(e))
-                self.store_up = False
-                failures += 1
-                why = wait_until(time.monotonic() + self.backoff.delay(failures), self._stopping)
+                why = wait_until(time.monotonic() + self.outage.failed(e), self._stopping)
                 if why is not None:
                     raise _Abandon(why) from e
-        if not self.store_up:
-            log.info("store reachable again; resuming", batch_id=batch.batch_id)
-        self.store_up = True
+        self.outage.succeeded(batch.batch_id)
         durable.after_store()

@@ -13,7 +13,7 @@ A crash between 2 and 4 means the batch is consumed again and written again as a
 What the store says decides what happens next (:mod:`learner.worker.durable`): while it is
 away (unreachable, read-only, busy, timed out — or the dead-letter topic does not confirm
 delivery) the prepared batch is kept (not re-encoded) and retried with jittered exponential
-backoff (:class:`infra.retry.Backoff`); meanwhile ``submit`` raises ``MessageRejected``, which
+backoff (:class:`learner.worker.durable.StoreOutage`); meanwhile ``submit`` raises ``MessageRejected``, which
 makes arroyo pause the partitions: backpressure instead of a crash loop, and nothing is lost.
 Documents it refuses are dead-lettered one by one and the rest is stored with the offsets.
 
@@ -31,9 +31,8 @@ from arroyo.processing.strategies import MessageRejected, ProcessingStrategy
 from arroyo.types import BaseValue, Message
 
 from infra.logging import get_logger
-from infra.retry import Backoff
 from learner.worker.batch import RawMessage
-from learner.worker.durable import TRANSIENT, BatchSink, DurableWrite, first_line
+from learner.worker.durable import TRANSIENT, BatchSink, DurableWrite, StoreOutage
 
 log = get_logger(__name__)
 
@@ -58,13 +57,15 @@ class StoreStep(ProcessingStrategy[list[BaseValue[Any]]]):
 
     def __init__(self, sink: BatchSink, commit: Commit, retry_max_s: float = 30.0) -> None:
         self.sink, self.commit, self.retry_max_s = sink, commit, retry_max_s
-        self.backoff = Backoff(first_s=min(0.5, retry_max_s), max_s=retry_max_s)
+        self.outage = StoreOutage(retry_max_s)
         self._pending: Message[list[BaseValue[Any]]] | None = None
         self._write: DurableWrite | None = None  # the prepared batch, kept across retries
         self._next_try = 0.0
-        self._failures = 0
         self._closed = False
-        self.store_up = True
+
+    @property
+    def store_up(self) -> bool:
+        return self.outage.up
 
     def submit(self, message: Message[list[BaseValue[Any]]]) -> None:
         assert not self._closed
@@ -87,21 +88,12 @@ class StoreStep(ProcessingStrategy[list[BaseValue[Any]]]):
                 self._write = DurableWrite(self.sink, prepared)
             self._write.attempt()
         except TRANSIENT as e:
-            self._backoff(e)
+            self._next_try = time.monotonic() + self.outage.failed(e)
             return
-        if not self.store_up:
-            log.info("store reachable again; resuming", batch_id=self._write.batch.batch_id)
-        self.store_up, self._failures = True, 0
+        self.outage.succeeded(self._write.batch.batch_id)
         self._write.after_store()
         self.commit(dict(message.committable), force=True)
         self._pending, self._write = None, None
-
-    def _backoff(self, error: BaseException) -> None:
-        if self.store_up:
-            log.warning("store unavailable; pausing consumption and retrying", error=first_line(error))
-        self.store_up = False
-        self._failures += 1
-        self._next_try = time.monotonic() + self.backoff.delay(self._failures)
 
     def join(self, timeout: float | None = None) -> None:
         """Finish the in-flight batch if the store lets us within ``timeout``; else abandon it."""

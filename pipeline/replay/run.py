@@ -10,11 +10,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from corpora.documents import Record, load_records
+from corpora.formats import detect_document_format
 from infra.logging import get_logger
 from infra.shutdown import ShutdownRequest
 from pipeline.events import Document, make_document
 from pipeline.producer import DocumentProducer
-from pipeline.replay.readers import Record, detect_format, load_records
 from pipeline.settings import ProducerSettings
 
 log = get_logger(__name__)
@@ -58,7 +59,7 @@ def replay(
     """Publish ``path`` at most ``rate`` documents per second: in publication order, leaving out the
     first ``skip`` documents, at most ``limit`` of them. ``pace(n)`` is called before the n-th
     document is sent and may block (backpressure from whoever consumes the topic)."""
-    fmt = fmt or detect_format(path)
+    fmt = fmt or detect_document_format(path)
     records = load_records(path, fmt)[skip:]
     if limit is not None:
         records = records[:limit]

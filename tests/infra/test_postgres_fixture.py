@@ -3,7 +3,7 @@ from __future__ import annotations
 import psutil
 import sqlalchemy as sa
 
-from tests.harness.postgres import ThrowawayPostgres
+from infra.throwaway_postgres import ThrowawayPostgres
 
 
 def test_postgres_fixture_gives_working_server(postgres_url: str) -> None:

@@ -15,10 +15,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from corpora.errors import DatasetError
+from corpora.texts import load_texts
 from infra.errors import MbcError
 from learner.checkpoint import load_checkpoint
-from learner.data.plain_text import load_texts
-from learner.errors import CheckpointError, ConfigValueError, DataFormatError
+from learner.errors import CheckpointError, ConfigValueError
 from learner.model.config import LMSpec, ModelConfig
 from learner.model.lora import is_lora_parameter
 from learner.pretraining.batches import (
@@ -160,7 +161,7 @@ def test_a_few_dozen_steps_open_a_clear_gap_between_memory_and_no_memory(
 
 
 def test_the_checkpoint_starts_mbc_train_through_init_from(llama_dir: Path, tmp_path: Path) -> None:
-    from learner.data import load_dataset
+    from corpora.qa import load_dataset
     from learner.data.synth.generator import SynthConfig, write_all
     from learner.model.config import TrainConfig
     from learner.training.init import build_for_training
@@ -228,7 +229,7 @@ def test_text_formats(tmp_path: Path) -> None:
     }
     squad.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [para, para]}]}))
     assert load_texts(squad, "squad") == ["Paris is in France."]
-    with pytest.raises(DataFormatError, match="missing field 'text'"):
+    with pytest.raises(DatasetError, match="missing field 'text'"):
         load_texts(reuters, "jsonl")
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import T5Model
 
+from corpora.qa import load_dataset
 from learner.checkpoint import load_checkpoint
-from learner.data import load_dataset
 from learner.data.synth.generator import SynthConfig, write_all
 from learner.model.amortization import t5_config_from_spec
 from learner.model.build import build_model

@@ -206,7 +206,7 @@ def test_bf16_frozen_base_runs_under_autocast_with_fp32_trainables() -> None:
 
 
 def test_paragraph_row_and_deadline(local_llama: tuple[Path, Tokenizers], tmp_path: Path) -> None:
-    from learner.data.types import QADataset, QADocument, QAExample
+    from corpora.types import QADataset, QADocument, QAExample
     from learner.eval.online import online_eval
 
     folder, tok = local_llama
@@ -268,7 +268,7 @@ def test_train_on_a_pretrained_llama_stops_at_max_minutes_and_resumes(
 ) -> None:
     import json
 
-    from learner.data import load_dataset
+    from corpora.qa import load_dataset
     from learner.data.synth.generator import SynthConfig, write_all
     from learner.model.config import TrainConfig
     from learner.training.spec import RunSpec

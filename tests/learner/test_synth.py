@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from learner.data import load_dataset
+from corpora.qa import load_dataset
 from learner.data.synth.generator import DISTRACTORS, SynthConfig, generate, write_all
 
 SMALL = SynthConfig(pretrain_docs=64, train_docs=256, val_docs=64, test_docs=64, train_people=128, seed=3)

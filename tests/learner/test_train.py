@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from corpora.qa import load_dataset
+from corpora.types import QADataset
 from learner.checkpoint import load_checkpoint, resolve_checkpoint
-from learner.data import QADataset, load_dataset
 from learner.data.synth.generator import SynthConfig, write_all
 from learner.model.config import TrainConfig
 from learner.model.memory import Memory

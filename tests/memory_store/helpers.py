@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import sqlalchemy as sa
 
-from memory_store.codec import pack_codes, unpack_codes
+from memory_store.codec import CODE_FORMAT_VERSION, CodeLayout, pack_codes, unpack_stored
 from memory_store.records import DocumentRecord, SourcePosition
 from memory_store.store import MemoryStore
 
@@ -26,8 +26,10 @@ def doc(
     published_at: datetime = T0,
     ingested_at: datetime | None = None,
     position: SourcePosition | None = None,
+    groups: int = 1,
+    code_format: int = CODE_FORMAT_VERSION,
 ) -> DocumentRecord:
-    """A document whose K codes are ``codes``."""
+    """A document whose K codes are ``codes`` (of a version of ``num_codes`` codes in ``groups`` groups)."""
     return DocumentRecord(
         id=doc_id,
         source=source,
@@ -35,7 +37,8 @@ def doc(
         content_sha256=hashlib.sha256(doc_id.encode()).hexdigest(),
         k=len(codes),
         codebook_version=version,
-        codes=pack_codes(list(codes), num_codes),
+        codes=pack_codes(list(codes), num_codes, groups=groups, code_format=code_format),
+        code_format=code_format,
         url=f"https://example.org/{doc_id}",
         title=f"title of {doc_id}",
         position=position,
@@ -44,11 +47,21 @@ def doc(
 
 
 def random_docs(
-    n: int, version: int, seed: int = 0, k: int = 12, num_codes: int = 512, prefix: str = "d", hours: int = 72
+    n: int,
+    version: int,
+    seed: int = 0,
+    k: int = 12,
+    num_codes: int = 512,
+    prefix: str = "d",
+    hours: int = 72,
+    groups: int = 1,
+    code_format: int = CODE_FORMAT_VERSION,
 ) -> list[DocumentRecord]:
-    """``n`` documents with random codes, three sources, published over ``hours`` hours."""
+    """``n`` documents with random codes, three sources, published over ``hours`` hours; with
+    ``groups`` G, slot j's code is one of group j mod G (K a multiple of G)."""
     rng = np.random.default_rng(seed)
-    codes = rng.integers(0, num_codes, size=(n, k))
+    c_group = num_codes // groups
+    codes = rng.integers(0, c_group, size=(n, k)) + (np.arange(k) % groups) * c_group  # (n, K)
     minutes = rng.integers(0, hours * 60, size=n)
     return [
         doc(
@@ -58,6 +71,8 @@ def random_docs(
             num_codes,
             source=f"src{i % 3}",
             published_at=T0 + timedelta(minutes=int(minutes[i])),
+            groups=groups,
+            code_format=code_format,
         )
         for i in range(n)
     ]
@@ -74,22 +89,22 @@ def recount(
     source: str | None = None,
 ) -> dict[tuple[int, int], int]:
     """Counts per (version, code) by decoding every stored document that matches."""
-    sizes = {i.version: i.num_codes for i in store.codebook_versions()}
+    layouts = {i.version: CodeLayout(i.num_codes, i.groups) for i in store.codebook_versions()}
     q = sa.text(
-        "SELECT d.codebook_version, d.k, d.codes, d.published_at, s.name "
+        "SELECT d.codebook_version, d.k, d.code_format, d.codes, d.published_at, s.name "
         "FROM documents d JOIN sources s ON s.id = d.source_id"
     )
     out: Counter[tuple[int, int]] = Counter()
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
-    for version, k, blob, published, name in rows:
+    for version, k, fmt, blob, published, name in rows:
         ts = published if isinstance(published, datetime) else datetime.fromisoformat(published)
         ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
         if (since is not None and ts < since) or (until is not None and ts >= until):
             continue
         if source is not None and name != source:
             continue
-        for code in unpack_codes(bytes(blob), k, sizes[version]):
+        for code in unpack_stored([bytes(blob)], k, layouts[version], fmt)[0]:
             out[(version, int(code))] += 1
     return dict(out)
 

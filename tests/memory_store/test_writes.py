@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from memory_store import writes
 from memory_store.errors import InvalidRecord, StoreBusy, UnknownCodebookVersion
-from memory_store.records import CodebookHealth, ConsumedOffset, SourcePosition
+from memory_store.records import CodebookHealth, CodeCount, ConsumedOffset, SourcePosition
 from memory_store.store import MemoryStore
 from tests.memory_store.helpers import T0, as_dict, codebook, doc, random_docs, recount, table_count
 
@@ -121,7 +121,7 @@ def test_invalid_records_are_refused_before_anything_is_written(store: MemorySto
         doc("v", [1] * 12, version + 99),  # unknown codebook version
         replace(good, id="short", codes=good.codes[:-1]),
         replace(good, id="hash", content_sha256="xyz"),
-        replace(good, id="fmt", code_format=2),
+        replace(good, id="fmt", code_format=3),
         replace(good, id=""),
         replace(good, id="k", k=0),
     ]
@@ -220,20 +220,15 @@ def test_conflicting_writes_are_retried_then_given_up(
         db.run_write(store.engine, always)
 
 
-def test_count_vectors_and_position_checks(store: MemoryStore, version: int) -> None:
+def test_counts_per_codebook_version_and_position_checks(store: MemoryStore, version: int) -> None:
     small = store.add_codebook_version(codebook(num_codes=8, dim=4))
     store.write_batch([doc("a", [1, 1, 7], small, num_codes=8), doc("b", [3, 3], version, source="other")])
-    vectors = store.count_vectors()
-    assert (
-        sorted(vectors) == [version, small]
-        and vectors[small].shape == (8,)
-        and vectors[version].shape == (512,)
+    assert sorted(store.counts()) == sorted(
+        [CodeCount(small, 1, 2), CodeCount(small, 7, 1), CodeCount(version, 3, 2)]
     )
-    assert (
-        vectors[small].tolist() == [0, 2, 0, 0, 0, 0, 0, 1]
-        and vectors[version].sum() == vectors[version][3] == 2
-    )
-    assert list(store.count_vectors(source="other")) == [version]
+    assert store.counts(source="other") == [CodeCount(version, 3, 2)]
+    assert store.counts(version=small) == [CodeCount(small, 1, 2), CodeCount(small, 7, 1)]
+    assert store.codebook_info(small).num_codes == 8 and store.codebook_info(version).num_codes == 512
     for bad in (SourcePosition("", 0, 0), SourcePosition("t", -1, 0), SourcePosition("t", 0, -5)):
         with pytest.raises(InvalidRecord, match="position"):
             store.write_batch([doc("c", [1], version, position=bad)])

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memory_store import writes
-from memory_store.codec import CODE_FORMAT_VERSION, pack_codes
+from memory_store.codec import CODE_FORMAT_VERSION, CodeLayout, pack_codes
 from memory_store.errors import InvalidRecord
 from memory_store.models import DocumentRow, Source
 from memory_store.records import DocumentRecord
@@ -25,6 +25,7 @@ from tests.hostile import NOW, raw_events
 
 SMALL = Limits(max_text_bytes=2000)
 NUM_CODES = 16
+LAYOUTS = {1: CodeLayout(NUM_CODES)}  # the store's version -> (C, G) for writes._check
 
 
 def record_of(doc: Document, k: int = 3) -> DocumentRecord:
@@ -60,7 +61,7 @@ def test_a_300_character_source_is_refused_by_the_stage_not_the_store() -> None:
         result = validate(doc.to_json(), key=doc.key, now=NOW)
         if accepted:
             assert isinstance(result, Document)
-            writes._check(record_of(result), {1: NUM_CODES})  # the store takes what the stage takes
+            writes._check(record_of(result), LAYOUTS)  # the store takes what the stage takes
         else:
             assert isinstance(result, Rejection) and result.reason is Reason.INVALID_FIELD
             assert "source" in result.detail
@@ -80,7 +81,7 @@ def test_every_accepted_hostile_document_is_storable(event: tuple[bytes | None, 
     if isinstance(result, Rejection):
         assert result.reason is not Reason.INTERNAL_ERROR, result.detail  # every case is a known one
         return
-    writes._check(record_of(result), {1: NUM_CODES})  # raises InvalidRecord if the contracts disagree
+    writes._check(record_of(result), LAYOUTS)  # raises InvalidRecord if the contracts disagree
     assert validate(result.to_json(), key=result.key, now=NOW, limits=SMALL) == result  # stable
 
 
@@ -107,7 +108,7 @@ def test_the_store_refuses_what_breaks_the_contract_naming_the_document() -> Non
     for field, value in (("source", "s" * 201), ("id", ""), ("url", "a\x00b"), ("title", "x\ud800")):
         rec = replace(bad, **{field: value})
         try:
-            writes._check(rec, {1: NUM_CODES})
+            writes._check(rec, LAYOUTS)
         except InvalidRecord as e:
             assert e.doc_id == rec.id
         else:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from corpora.documents import load_records
+from corpora.errors import DatasetError
+from corpora.formats import detect_document_format
 from infra.settings import KafkaSettings
-from pipeline.errors import DatasetError
 from pipeline.events import make_id
-from pipeline.replay.readers import detect_format, load_records
 from pipeline.topic_reader import read
 
 from .conftest import CLI, Topics, cli_env, run_cli
@@ -34,7 +35,7 @@ def test_jsonl_columns_by_name_and_publication_order(tmp_path: Path) -> None:
     ]
     path = tmp_path / "news.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    records = load_records(path, detect_format(path))
+    records = load_records(path, detect_document_format(path))
     assert [r.ref for r in records] == ["a", "u", "c", "b", "d"]
     assert records[0].published_at == datetime.fromtimestamp(541_000_000, UTC)
     assert records[0].url == "http://x/a"
@@ -71,7 +72,7 @@ def test_squad_paragraphs_become_documents(tmp_path: Path) -> None:
     }
     path = tmp_path / "squad-dev.json"
     path.write_text(json.dumps(data))
-    records = load_records(path, detect_format(path))
+    records = load_records(path, detect_document_format(path))
     assert [(r.ref, r.title, r.text, r.published_at) for r in records] == [
         ("Port_of_Valdria/0", "Port of Valdria", "P one.", None),
         ("Port_of_Valdria/1", "Port of Valdria", "P two.", None),
@@ -88,7 +89,7 @@ def test_streamingqa_wmt_documents_with_their_sorting_keys(tmp_path: Path) -> No
     with gzip.open(path, "wt") as f:
         f.write(line("20200302", "Second day. More news."))
         f.write(line("20200301", "First day news."))
-    records = load_records(path, detect_format(path))
+    records = load_records(path, detect_document_format(path))
     assert [r.text for r in records] == ["First day news.", "Second day.\nMore news."]
     assert records[0].published_at == datetime(2020, 3, 1, tzinfo=UTC)
     unsplit = base64.b64encode(b"First day news.")
@@ -121,7 +122,7 @@ def test_streamingqa_question_rows_replay_each_evidence_document_once(tmp_path: 
     ]
     path = tmp_path / "streamingqa_eval.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    records = load_records(path, detect_format(path))
+    records = load_records(path, detect_document_format(path))
     assert [(r.ref, r.text) for r in records] == [("e1", "Doc one."), ("e2", "Doc two.")]
     assert records[1].published_at == datetime.fromtimestamp(1_600_000_100, UTC)
 
@@ -150,7 +151,7 @@ def test_unreadable_datasets_are_one_clear_error(
 
 def test_format_must_be_given_when_the_name_does_not_say(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="pass --format"):
-        detect_format(tmp_path / "dump.txt")
+        detect_document_format(tmp_path / "dump.txt")
 
 
 # --- publishing ----------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from corpora.documents import load_records
 from infra.settings import KafkaSettings, TopicSettings
 from pipeline.events import Document, make_document
-from pipeline.replay.readers import load_records
 from pipeline.replay.run import ReplaySummary, replay
 from pipeline.settings import PipelineSettings, ProducerSettings
 from pipeline.stage.accounting import read_accounting

@@ -70,7 +70,9 @@ def test_retrieve_then_aggregate_equals_aggregating_the_retrieved_documents(
     store.close()
 
 
-def test_whole_slice_answers_cite_the_best_retrieved_documents_with_their_share(tiny_checkpoint: Path, store_copy: str) -> None:
+def test_whole_slice_answers_cite_the_best_retrieved_documents_with_their_share(
+    tiny_checkpoint: Path, store_copy: str
+) -> None:
     store = MemoryStore(store_copy)
     answerer = Answerer(tiny_checkpoint, store, "cpu", cite=4)
     a = answerer.ask(QUESTIONS[1], source="wire-b")

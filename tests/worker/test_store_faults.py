@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from infra.throwaway_postgres import ThrowawayPostgres
 from memory_store.store import MemoryStore
 from pipeline.events import make_document
-from tests.harness.postgres import ThrowawayPostgres
 from tests.worker.conftest import WorkerProcess, documents, log_events, produce, wait_for, worker_env
 from tests.worker.test_worker_e2e import assert_consistent, read_topic
 

@@ -180,3 +180,23 @@ def test_an_undelivered_dead_letter_is_retried_not_skipped() -> None:
     assert [k for k, _ in sink.effects] == ["dlq", "store", "observe"] and commits == [
         {Partition(TOPIC, 0): 2}
     ]
+
+
+def test_the_outage_logs_once_each_way_and_backs_off_to_its_cap() -> None:
+    from structlog.testing import capture_logs
+
+    from learner.worker.durable import StoreOutage
+
+    outage = StoreOutage(retry_max_s=2.0)
+    with capture_logs() as logs:
+        waits = [outage.failed(DatabaseUnreachable(f"down {n}\nmore")) for n in range(6)]
+        assert not outage.up and outage.failures == 6
+        outage.succeeded("b7")
+        outage.succeeded("b8")  # already up: nothing more to say
+    assert outage.up
+    assert [(e["event"], e.get("error"), e.get("batch_id")) for e in logs] == [
+        ("store unavailable; pausing consumption and retrying", "down 0", None),
+        ("store reachable again; resuming", None, "b7"),
+    ]
+    caps = [0.5, 1.0, 2.0, 2.0, 2.0, 2.0]  # first_s 0.5, doubling, capped at retry_max_s
+    assert all(0.8 * c <= w <= c for c, w in zip(caps, waits, strict=True))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.throwaway_postgres import ThrowawayPostgres
 from memory_store.store import MemoryStore
-from tests.harness.postgres import ThrowawayPostgres
 from tests.worker.conftest import WorkerProcess, documents, log_events, produce, wait_for, worker_env
 from tests.worker.test_worker_e2e import assert_consistent
 

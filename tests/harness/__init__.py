@@ -1,1 +1,0 @@
-"""Test harnesses that are not part of the shipped packages: a throwaway PostgreSQL cluster."""
