@@ -54,7 +54,7 @@ def test_migrations_up_and_down(db_url: str, tmp_path: Path) -> None:
     store.write_batch(random_docs(20, store.add_codebook_version(codebook())))
 
     migrate.downgrade(engine, "0001_schema")  # views go, data stays
-    assert schema(engine) == (TABLES - {"document_log"}, set())  # 0004 added the log
+    assert schema(engine) == (TABLES - {"document_log"}, set())  # 0005 added the log
     with pytest.raises(MigrationNeeded, match="0001_schema"):
         MemoryStore(db_url)
     migrate.upgrade(engine)
