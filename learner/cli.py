@@ -1,5 +1,5 @@
-"""`mbc train` and `mbc eval` (and the registration of `mbc synth` and `mbc pretrain-amortizer`, whose
-commands live with their programs).
+"""`mbc train` and the registration of `mbc synth` (:mod:`learner.data.synth.cli`), `mbc eval`
+(:mod:`learner.eval.cli`) and `mbc pretrain-amortizer` (:mod:`learner.pretraining.cli`).
 
 Heavy imports (torch, transformers) happen inside the commands so that `mbc --help` stays fast.
 """
@@ -14,28 +14,17 @@ from typing import Annotated, Any, Literal
 import typer
 
 from corpora.formats import QAFormat
-from infra.cli import setting_help
-from learner.ask.settings import Aggregation
-from learner.cli_options import (
-    CodeCosine,
-    CodeDim,
-    CodesPerVector,
-    code_space_of,
-    start_command,
-    with_code_space,
-)
+from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, code_space_of, with_code_space
 from learner.data.synth.cli import synth
+from learner.eval.cli import FORMAT_HELP, evaluate
 from learner.model.config import PRESETS, MemoryQuery, TrainMemoryMode
 from learner.pretraining.cli import pretrain_amortizer
-from learner.settings import Device, LearnerSettings
+from learner.settings import setup_learner as _setup
 
 PRESET_HELP = f"Model preset: {', '.join(PRESETS)}."
-FORMAT_HELP = "Dataset format (auto: from the extension and the CSV header)."
 Init = Literal["scratch", "pretrained"]
 MixedPrecision = Literal["auto", "no", "bf16"]
 CodebookUpdate = Literal["gradient", "ema"]  # ModelConfig.codebook_update
-EvalMemory = Literal["compressed", "full", "none", "paragraph"]
-Decoding = Literal["greedy", "paper"]
 
 
 def _format_breakdown(title: str, rows: list[tuple[str, int]]) -> str:
@@ -209,7 +198,7 @@ def train(
     from learner.errors import ConfigValueError
     from learner.model.config import get_preset
 
-    settings = start_command()
+    settings = _setup()
     if preset not in PRESETS:
         raise ConfigValueError(f"--preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     p = get_preset(preset)
@@ -293,102 +282,6 @@ def train(
         "last_validation": result.last_metrics,
     }
     typer.echo(json.dumps(out, default=str))
-
-
-def evaluate(
-    checkpoint: Annotated[
-        Path, typer.Option(help="Checkpoint folder, or a run folder (uses checkpoints/best-loss).")
-    ],
-    data: Annotated[Path, typer.Option(help="Test QA file.")],
-    data_format: Annotated[QAFormat, typer.Option("--format", help=FORMAT_HELP)] = "auto",
-    documents: Annotated[
-        Path | None, typer.Option(help="Documents file (StreamingQA JSONL, ArchivalQA). [default: none]")
-    ] = None,
-    num_docs: Annotated[
-        int | None, typer.Option(help="Bank size: the first N documents. [default: all]")
-    ] = None,
-    memory: Annotated[
-        EvalMemory,
-        typer.Option(
-            help="compressed, full, none (base LM alone) or paragraph (gold paragraph in the prompt, KV-LoRA, no memory)."
-        ),
-    ] = "compressed",
-    aggregation: Annotated[
-        Aggregation, typer.Option(help="counts (exact, O(distinct codes)) or naive (every stored code).")
-    ] = "counts",
-    oracle: Annotated[
-        bool,
-        typer.Option(
-            "--oracle/--no-oracle",
-            help="--oracle: each question's memory is its own document only (what compression keeps); "
-            "--no-oracle: the whole bank (what a user gets).",
-        ),
-    ] = False,
-    decoding: Annotated[
-        Decoding, typer.Option(help="greedy, or paper (12 beams, 4 groups, diversity 10).")
-    ] = "greedy",
-    batch_size: Annotated[int, typer.Option(help="Documents / questions per batch.")] = 16,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Folder for STEM_questions.csv and STEM_summary.json. [default: CHECKPOINT/eval]"),
-    ] = None,
-    device: Annotated[
-        Device | None,
-        typer.Option(help=setting_help("auto: CUDA when available.", LearnerSettings, "device")),
-    ] = None,
-    bf16: Annotated[bool, typer.Option("--bf16/--no-bf16", help="bf16 autocast (GPU).")] = False,
-    base_lm: Annotated[
-        str | None,
-        typer.Option(
-            help="Where the checkpoint's base LM is now (e.g. a .gguf path); must be the same file. "
-            "[default: where the checkpoint says]"
-        ),
-    ] = None,
-) -> None:
-    """Online adaptation: store the test documents in a bank, answer every question, report EM/F1, bytes, ms."""
-    import torch
-
-    from corpora.qa import load_dataset
-    from learner.checkpoint import load_checkpoint
-    from learner.checkpoint_option import require_checkpoint
-    from learner.eval.online import DecodeConfig, online_eval, write_report
-
-    settings = start_command()
-    choice = device or settings.device
-    dev = torch.device(
-        "cuda" if choice == "auto" and torch.cuda.is_available() else ("cpu" if choice == "auto" else choice)
-    )
-    path = require_checkpoint(checkpoint, True)
-    ds = load_dataset(data, data_format, documents)  # a wrong file is reported before the model loads
-    model, tokenizers, meta = load_checkpoint(path, dev, lm_source=base_lm)
-    dec = (
-        DecodeConfig.paper()
-        if decoding == "paper"
-        else DecodeConfig(max_new_tokens=meta.model.max_answer_tokens)
-    )
-    if decoding == "paper":
-        dec = dataclasses.replace(dec, max_new_tokens=meta.model.max_answer_tokens)
-    report = online_eval(
-        model,
-        tokenizers,
-        ds,
-        num_docs=num_docs,
-        memory=memory,
-        aggregation=aggregation,
-        decode=dec,
-        batch_size=batch_size,
-        device=dev,
-        bf16=bf16,
-        preset=meta.model.preset,
-        oracle=oracle,
-    )
-    report.summary["checkpoint"] = str(checkpoint)
-    report.summary["from_scratch"] = meta.init == "scratch"
-    out_dir = out or Path(checkpoint) / "eval"
-    stem = f"{memory}-{'oracle' if oracle else aggregation}-{report.summary['num_docs']}docs-{dec.name}"
-    csv_path, json_path = write_report(report, out_dir, stem)
-    report.summary["questions_csv"], report.summary["summary_json"] = str(csv_path), str(json_path)
-    typer.echo(json.dumps(report.summary, indent=2))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,36 +1,13 @@
-"""What the learner's commands share: the start-up every command runs (:func:`start_command`) and the
-quantizer's shape options of `mbc train` and `mbc pretrain-amortizer`."""
+"""Command-line options shared by `mbc train` and `mbc pretrain-amortizer`: the quantizer's shape."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from learner.model.config import ModelConfig
-
-if TYPE_CHECKING:
-    from learner.settings import LearnerSettings
-
-
-def start_command(service: str = "learner") -> LearnerSettings:
-    """Settings, logging, offline hub and thread count: what every learner command does first."""
-    from infra.logging import configure_logging
-    from infra.settings import load_settings
-    from learner.settings import LearnerSettings
-
-    settings = load_settings(LearnerSettings)
-    configure_logging(service, settings.log_level, settings.log_json)
-    if settings.hf_offline:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if settings.num_threads:
-        import torch
-
-        torch.set_num_threads(settings.num_threads)
-    return settings
-
 
 CodesPerVector = Annotated[
     int | None,

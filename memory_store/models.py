@@ -145,9 +145,23 @@ class ConsumedOffsetRow(Base):
     __table_args__ = (sa.CheckConstraint("next_offset >= 0", name="ck_consumed_offsets_next"),)
 
 
+class DocumentLogRow(Base):
+    """One document inserted (op 1) or deleted (op 2), in the transaction that did it: what a reader's
+    document-key index (:mod:`memory_store.doc_index`) replays to follow writers in other processes."""
+
+    __tablename__ = "document_log"
+    seq: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    doc_id: Mapped[str] = mapped_column(sa.String(256), nullable=False)
+    op: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
+    __table_args__ = (sa.CheckConstraint("op IN (1, 2)", name="ck_document_log_op"),)
+
+
 documents = cast(sa.Table, DocumentRow.__table__)
 sources = cast(sa.Table, Source.__table__)
 codebook_versions = cast(sa.Table, CodebookVersion.__table__)
 code_counts = cast(sa.Table, CodeCount.__table__)
 code_counts_daily = cast(sa.Table, DailyCodeCount.__table__)
 consumed_offsets = cast(sa.Table, ConsumedOffsetRow.__table__)
+document_log = cast(sa.Table, DocumentLogRow.__table__)

@@ -9,7 +9,7 @@ satisfies the protocol.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -22,6 +22,7 @@ from memory_store.records import (
     CodeCount,
     ConsumedOffset,
     DocumentRecord,
+    RetrievedDocument,
     StoredCodebook,
     StoreStats,
     WriteResult,
@@ -75,5 +76,14 @@ class Store(Protocol):
         source: str | None = None,
         version: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+
+    def retrieve(
+        self,
+        query: Callable[[int, npt.NDArray[np.float32]], npt.ArrayLike],
+        k: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+    ) -> list[RetrievedDocument]: ...
 
     def stats(self) -> StoreStats: ...

@@ -144,3 +144,17 @@ class StoreStats:
     @property
     def compression_ratio(self) -> float | None:
         return self.float_equivalent_bytes / self.code_bytes if self.code_bytes else None
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievedDocument:
+    """A document retrieval found for a question: what a citation names, its codes and its score."""
+
+    id: str
+    source: str
+    url: str | None
+    title: str | None
+    published_at: datetime
+    codebook_version: int
+    indices: tuple[int, ...]  # its K stored codes
+    score: float  # inner product of its key with the question's query vector

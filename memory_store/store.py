@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
 
-from memory_store import codebooks, writes
+from memory_store import codebooks, doc_index, writes
 from memory_store import counts as counts_
 from memory_store.codec import CodeLayout, unpack_stored
 from memory_store.db import make_engine, read_transaction, run_write
@@ -35,12 +35,14 @@ from memory_store.records import (
     CodeCount,
     ConsumedOffset,
     DocumentRecord,
+    RetrievedDocument,
     SourcePosition,
     StoredCodebook,
     StoredDocument,
     StoreStats,
     WriteResult,
 )
+from memory_store.retrieve import QueryFn, retrieve
 from memory_store.timeutil import epoch_day, utc
 
 if TYPE_CHECKING:
@@ -77,6 +79,9 @@ class MemoryStore:
         self._source_ids: dict[str, int] = {}
         self._layouts: dict[int, CodeLayout] = {}
         self.indexes = IndexCache(index_dir or default_index_dir(url), self.codebook_info, self.get_codebook)
+        self.documents_index = doc_index.DocumentIndex(
+            self.engine, lambda v: self.get_codebook(v).vectors, lambda: self._sizes(None)
+        )
 
     @property
     def backend(self) -> str:
@@ -115,6 +120,7 @@ class MemoryStore:
                 [c for _, c in new],
             )
             writes.add_counts(conn, daily, total)
+            doc_index.log_changes(conn, (d.id for d, _ in new), doc_index.ADD)
             stored = writes.store_offsets(conn, offsets)
             dups = tuple(d.id for d in batch.records if d.id not in inserted) + batch.repeated
             return WriteResult(tuple(d.id for d, _ in new), dups, stored), sids
@@ -130,7 +136,13 @@ class MemoryStore:
     def delete_documents(self, ids: Sequence[str]) -> list[str]:
         """Delete documents (one transaction); return the ids that were stored and are now gone."""
         layouts = self._sizes(None)
-        return run_write(self.engine, lambda conn: writes.delete_documents(conn, ids, layouts))
+
+        def work(conn: sa.Connection) -> list[str]:
+            gone = writes.delete_documents(conn, ids, layouts)
+            doc_index.log_changes(conn, gone, doc_index.DELETE)
+            return gone
+
+        return run_write(self.engine, work)
 
     # -- offsets ---------------------------------------------------------------------------------
 
@@ -236,6 +248,30 @@ class MemoryStore:
     def code_index(self, version: int) -> CodebookIndex:
         """The FAISS index of a version (loaded, verified, or rebuilt from the database)."""
         return self.indexes.get(version)
+
+    # -- retrieval -------------------------------------------------------------------------------
+
+    def retrieve(
+        self,
+        query: QueryFn,
+        k: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+    ) -> list[RetrievedDocument]:
+        """The ``k`` stored documents of the slice whose keys score highest against ``query(v, book)``
+        (the query vector (d,) for codebook version v, whose stored vectors are ``book`` (G·C, d));
+        best first, confirmed against the database (:mod:`memory_store.retrieve`)."""
+        if k < 1:
+            raise InvalidRecord(f"k must be at least 1, got {k}")
+        source_id = None
+        if source is not None:
+            with read_transaction(self.engine) as conn:
+                source_id = conn.execute(sa.select(sources.c.id).where(sources.c.name == source)).scalar()
+            if source_id is None:
+                return []
+        s = counts_.Slice(since, until, source_id)
+        return retrieve(self.engine, self.documents_index, query, k, s, lambda: self._sizes(None))
 
     # -- reads -----------------------------------------------------------------------------------
 

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import Tensor
 
 from learner.ask.question import question_problem
+from learner.ask.retrieval import (
+    Citation,
+    citations,
+    first_block_keys,
+    query_function,
+    question_vectors,
+    retrieved_codes,
+)
 from learner.checkpoint import load_checkpoint
 from learner.errors import BlankQuestion
 from learner.inference.answer import DecodeConfig, answer_questions
 from learner.inference.device import pick_device, sync
-from learner.model.memory import Aggregation, Memory, memory_from_counts, memory_naive
+from learner.model.memory import Aggregation, Memory, count_codes, memory_from_counts, memory_naive
 from learner.text.batching import TextBatcher
 from memory_store.protocol import Store
 
@@ -40,6 +50,9 @@ class Answer:
     until: str | None = None
     source: str | None = None
     refusal: str | None = None  # why there is no answer (the slice holds no documents)
+    retrieve: int = 0  # top-k documents retrieved before aggregation; 0: the whole slice
+    citations: list[Citation] = field(default_factory=list)  # by attention mass, highest first
+    uncited_mass: float = 0.0  # attention mass on documents not cited (whole-slice answers only)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,8 +62,14 @@ class Answerer:
     """A loaded checkpoint plus a store; codebook versions are cached (they never change)."""
 
     def __init__(
-        self, checkpoint: Path, store: Store, device: str = "auto", max_new_tokens: int = 16
+        self,
+        checkpoint: Path,
+        store: Store,
+        device: str = "auto",
+        max_new_tokens: int = 16,
+        cite: int = 8,
     ) -> None:
+        """``cite``: how many documents a whole-slice answer (``retrieve=0``) cites at most."""
         self.device = pick_device(device)
         self.model, tokenizers, _ = load_checkpoint(checkpoint, self.device)
         self.model.eval()
@@ -58,6 +77,8 @@ class Answerer:
         self.store = store
         self.decode = DecodeConfig(max_new_tokens=max_new_tokens)
         self._codebooks: dict[int, Tensor] = {}
+        self._query_keys: dict[int, Tensor] = {}  # version -> first-block keys of its rows (queries)
+        self.cite = cite
 
     def _codebook_tensors(self, versions: set[int]) -> dict[int, Tensor]:
         """Memory rows (G·C, D) of stored codebook versions (their code vectors decoded by the model)."""
@@ -65,6 +86,14 @@ class Answerer:
             stored = torch.from_numpy(self.store.get_codebook(v).vectors).to(self.device)  # (G·C, d)
             self._codebooks[v] = self.model.codebook.memory_rows(stored)
         return {v: self._codebooks[v] for v in versions}
+
+    def _keys_of(self, version: int) -> Tensor:
+        """First-block keys of a version's memory rows, computed once (versions never change)."""
+        if version not in self._query_keys:
+            self._query_keys[version] = first_block_keys(
+                self.model, self._codebook_tensors({version})[version]
+            )
+        return self._query_keys[version]
 
     def memory(
         self,
@@ -74,21 +103,43 @@ class Answerer:
         aggregation: Aggregation = "counts",
     ) -> tuple[Memory | None, int, list[int]]:
         """(memory, documents in the slice, codebook versions used); memory None for an empty slice."""
+        return self._slice_memory(since, until, source, aggregation)[:3]
+
+    def _slice_memory(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        source: str | None,
+        aggregation: Aggregation,
+    ) -> tuple[Memory | None, int, list[int], npt.NDArray[np.int64]]:
+        """:meth:`memory` and the slice as (version, code, count) rows (R, 3), the counts memory's
+        rows in order."""
         k = int(self.model.config.stored_codes)  # codes per document: K·G
         if aggregation == "counts":
-            rows = self.store.counts(since=since, until=until, source=source)
-            if not rows:
-                return None, 0, []
-            versions = sorted({r.codebook_version for r in rows})
-            books = self._codebook_tensors(set(versions))
-            memory = memory_from_counts([tuple(r) for r in rows], books, self.device)
-            return memory, sum(r.n for r in rows) // k, versions
+            counted = self.store.counts(since=since, until=until, source=source)
+            if not counted:
+                return None, 0, [], np.zeros((0, 3), np.int64)
+            rows = np.asarray([tuple(r) for r in counted], dtype=np.int64)  # (R, 3)
+            versions = sorted({r.codebook_version for r in counted})
+            memory = memory_from_counts(rows, self._codebook_tensors(set(versions)), self.device)
+            return memory, int(rows[:, 2].sum()) // k, versions, rows
         codes, doc_versions = self.store.slice_codes(since=since, until=until, source=source)
+        return self._memory_of(codes, doc_versions, aggregation)
+
+    def _memory_of(
+        self, codes: npt.NDArray[np.int64], doc_versions: npt.NDArray[np.int64], aggregation: Aggregation
+    ) -> tuple[Memory | None, int, list[int], npt.NDArray[np.int64]]:
+        """:meth:`memory` of documents given by their codes (N, K) and versions (N,)."""
         if codes.shape[0] == 0:
-            return None, 0, []
+            return None, 0, [], np.zeros((0, 3), np.int64)
         versions = sorted({int(v) for v in doc_versions})
         books = self._codebook_tensors(set(versions))
-        return memory_naive(codes, doc_versions, books, self.device), int(codes.shape[0]), versions
+        rows = count_codes(codes, doc_versions)  # (R, 3)
+        if aggregation == "counts":
+            memory = memory_from_counts(rows, books, self.device)
+        else:
+            memory = memory_naive(codes, doc_versions, books, self.device)
+        return memory, int(codes.shape[0]), versions, rows
 
     def answer_without_memory(self, questions: Sequence[str], batch_size: int = 16) -> list[str]:
         """The base LM's answers with no memory at all (the baseline ``mbc demo`` compares against)."""
@@ -102,18 +153,37 @@ class Answerer:
         until: datetime | None = None,
         source: str | None = None,
         aggregation: Aggregation = "counts",
+        retrieve: int = 0,
     ) -> Answer:
+        """Answer ``question`` from the slice — its ``retrieve`` best documents only, when > 0 — and
+        cite the documents the aggregation drew on (:mod:`learner.ask.retrieval`)."""
         if problem := question_problem(question):
             raise BlankQuestion(problem)
+        if retrieve < 0:
+            raise ValueError(f"retrieve must be 0 (the whole slice) or a number of documents, got {retrieve}")
         t0 = time.perf_counter()
-        memory, docs, versions = self.memory(since, until, source, aggregation)
-        text, refusal = None, None
+        x = question_vectors(self.model, self.texts, question, self.device)  # (1, K, D)
+        query = query_function(self.model, x, lambda v: self._codebook_tensors({v})[v], self._keys_of)
+        if retrieve > 0:
+            found = self.store.retrieve(query, retrieve, since, until, source)
+            memory, docs, versions, rows = self._memory_of(*retrieved_codes(found), aggregation)
+        else:
+            memory, docs, versions, rows = self._slice_memory(since, until, source, aggregation)
+        text, refusal, cited, uncited = None, None, [], 0.0
         if memory is None:
             refusal = self._nothing_in(since, until, source)
         else:
             text = answer_questions(self.model, self.texts, [question], memory, self.decode, 1, self.device)[
                 0
             ]
+            counted = memory  # the counts memory; for naive its equal counts form
+            if aggregation != "counts":
+                counted = memory_from_counts(rows, self._codebook_tensors(set(versions)), self.device)
+            mass = self.model.aggregator.attention_mass(x, counted)[0]  # (R,) = the naive path's, per code
+            if retrieve == 0:
+                found = self.store.retrieve(query, self.cite, since, until, source)
+            cited = citations(found, rows, mass)
+            uncited = 0.0 if retrieve else round(max(0.0, 1.0 - sum(c.attention_mass for c in cited)), 6)
             sync(self.device)
         return Answer(
             question=question,
@@ -127,6 +197,9 @@ class Answerer:
             until=until.isoformat() if until else None,
             source=source,
             refusal=refusal,
+            retrieve=retrieve,
+            citations=cited,
+            uncited_mass=uncited,
         )
 
     def _nothing_in(self, since: datetime | None, until: datetime | None, source: str | None) -> str:

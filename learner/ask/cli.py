@@ -17,6 +17,18 @@ if TYPE_CHECKING:
 
 EXIT_NO_ANSWER = 3  # the slice holds no documents: refused, not answered closed-book
 
+RetrieveOption = Annotated[
+    int | None,
+    typer.Option(
+        help=setting_help(
+            "Answer from the K documents of the slice that best match the question (FAISS over "
+            "document keys), then aggregate exactly over their codes; 0: the whole slice.",
+            AskSettings,
+            "retrieve",
+        )
+    ),
+]
+
 
 def _settings(**flags: tuple[str, Any]) -> AskSettings:
     from infra.logging import configure_logging
@@ -39,7 +51,7 @@ def _open(settings: AskSettings, from_flag: bool) -> tuple[MemoryStore, Answerer
     try:
         from learner.ask.answerer import Answerer
 
-        return store, Answerer(path, store, settings.device, settings.max_new_tokens)
+        return store, Answerer(path, store, settings.device, settings.max_new_tokens, settings.cite)
     except BaseException:
         store.close()
         raise
@@ -59,6 +71,7 @@ def ask(
             )
         ),
     ] = None,
+    retrieve: RetrieveOption = None,
     database_url: DatabaseUrlOption = None,
     as_json: Annotated[bool, typer.Option("--json/--no-json", help="Print the answer as JSON.")] = False,
 ) -> None:
@@ -67,6 +80,10 @@ def ask(
     The checkpoint must be the one `mbc learn` stored the memory with (the codes index its codebook).
     A slice with no documents is refused, never answered from the model alone: `mbc ask` says why on
     stderr and exits 3 (with --json the answer is null and `refusal` says why).
+
+    Every answer cites the documents it drew on (id, title, url, published_at) with the share of the
+    aggregator's attention each got: with --retrieve K the K retrieved documents, with --retrieve 0
+    the slice's best-retrieved (`cite` of them, MBC_CITE) with their share of the whole slice.
 
     Exit codes: 0 answered; 2 a bad question, flag or setting, or an unreachable store; 3 no answer
     (the slice holds no documents).
@@ -83,12 +100,13 @@ def ask(
         **{
             "--checkpoint": ("checkpoint", checkpoint),
             "--aggregation": ("aggregation", aggregation),
+            "--retrieve": ("retrieve", retrieve),
             "--database-url": ("database.url", database_url),
         }
     )
     store, answerer = _open(settings, from_flag=checkpoint is not None)
     with store:
-        result = answerer.ask(question, lo, hi, source, settings.aggregation)
+        result = answerer.ask(question, lo, hi, source, settings.aggregation, settings.retrieve)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     elif result.answer is not None:
@@ -99,9 +117,23 @@ def ask(
             f"checkpoint {settings.checkpoint}",
             dim=True,
         )
+        _print_citations(result)
     if result.refusal is not None:
         typer.secho(f"no answer: {result.refusal}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(EXIT_NO_ANSWER)
+
+
+def _print_citations(result: Any) -> None:
+    how = f"the {result.retrieve} retrieved" if result.retrieve else "the whole slice's"
+    typer.secho(f"  cites ({how} documents, by attention mass):", dim=True)
+    for c in result.citations:
+        title = f" {c.title!r}" if c.title else ""
+        url = f" {c.url}" if c.url else ""
+        typer.secho(
+            f"    {c.attention_mass:6.1%}  {c.id}{title} ({c.source}, {c.published_at}){url}", dim=True
+        )
+    if not result.retrieve and result.citations:
+        typer.secho(f"    {result.uncited_mass:6.1%}  the other documents of the slice", dim=True)
 
 
 def ask_serve(
@@ -112,12 +144,14 @@ def ask_serve(
     port: Annotated[
         int | None, typer.Option(help=setting_help("Port to listen on.", AskSettings, "qa_port"))
     ] = None,
+    retrieve: RetrieveOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Serve POST /ask (bearer token from MBC_QA_TOKEN) answering questions from the memory.
 
     Without MBC_QA_TOKEN it listens on a loopback address only. A slice with no documents gets
-    200 with `"answer": null` and `refusal` saying why; a blank question gets 422."""
+    200 with `"answer": null` and `refusal` saying why; a blank question gets 422. --retrieve is the
+    default of requests that do not send `retrieve`; every answer carries its `citations`."""
     import uvicorn
 
     from infra.auth import check_bind
@@ -129,6 +163,7 @@ def ask_serve(
             "--checkpoint": ("checkpoint", checkpoint),
             "--host": ("qa_host", host),
             "--port": ("qa_port", port),
+            "--retrieve": ("retrieve", retrieve),
             "--database-url": ("database.url", database_url),
         }
     )
@@ -139,7 +174,10 @@ def ask_serve(
     from learner.ask.service import AskLimits, build_app
 
     limits = AskLimits(
-        settings.qa_max_question_chars, settings.qa_max_concurrent, settings.qa_request_timeout_s
+        settings.qa_max_question_chars,
+        settings.qa_max_concurrent,
+        settings.qa_request_timeout_s,
+        settings.retrieve,
     )
     get_logger("mbc.ask").info(
         "QA service starting",
@@ -152,6 +190,8 @@ def ask_serve(
         **vars(limits),
     )
     with store:
+        store.documents_index.refresh()  # build the document-key index now, not on the first request
+        get_logger("mbc.ask").info("document index ready", **store.documents_index.describe())
         uvicorn.run(
             build_app(answerer, token, limits), host=settings.qa_host, port=settings.qa_port, log_config=None
         )

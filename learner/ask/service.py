@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field, field_validator
 from infra.http import limit_body_size, one_line_validation_errors, window_problem
 from learner.ask.answerer import Answer
 from learner.ask.question import question_problem
-from learner.ask.settings import ASK_SCOPE, qa_tokens
+from learner.ask.settings import ASK_SCOPE, MAX_RETRIEVE, qa_tokens
 
 MAX_BODY_BYTES = 64 * 1024  # a question of at most a few thousand characters and a slice
 
@@ -57,6 +57,7 @@ class AnswersQuestions(Protocol):
         until: datetime | None = None,
         source: str | None = None,
         aggregation: Literal["counts", "naive"] = "counts",
+        retrieve: int = 0,
     ) -> Answer: ...
 
 
@@ -68,6 +69,7 @@ class AskLimits:
     max_question_chars: int = 2000
     max_concurrent: int = 4
     timeout_s: float = 30.0
+    retrieve: int = 0  # a request's retrieve when it sends none (setting ``retrieve``)
 
 
 class AskRequest(BaseModel):
@@ -75,6 +77,13 @@ class AskRequest(BaseModel):
     since: datetime | None = Field(None, description="only documents published at or after this time")
     until: datetime | None = Field(None, description="only documents published before this time")
     source: str | None = Field(None, max_length=200, description="only documents of this source")
+    retrieve: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_RETRIEVE,
+        description="answer from the top-k documents of the slice (0: the whole slice); "
+        "default: the service's MBC_RETRIEVE",
+    )
     aggregation: Literal["counts"] = Field(
         "counts", description="always counts (exact, O(distinct codes)); naive is shell-only"
     )
@@ -97,6 +106,16 @@ class AskRequest(BaseModel):
         return v
 
 
+class CitationOut(BaseModel):
+    id: str
+    title: str | None
+    url: str | None
+    source: str
+    published_at: str
+    attention_mass: float = Field(description="share of the aggregation's attention on this document")
+    score: float = Field(description="retrieval score (inner product of document key and query)")
+
+
 class AskResponse(BaseModel):
     question: str
     answer: str | None = Field(description="null when refused: the slice holds no documents")
@@ -109,6 +128,11 @@ class AskResponse(BaseModel):
     until: str | None = None
     source: str | None = None
     refusal: str | None = Field(None, description="why there is no answer; null when answered")
+    retrieve: int = Field(0, description="documents retrieved before aggregation; 0: the whole slice")
+    citations: list[CitationOut] = Field(
+        default_factory=list, description="the documents the answer drew on, by attention mass"
+    )
+    uncited_mass: float = Field(0.0, description="attention mass on documents not cited")
 
 
 class _TimedOut(Exception):
@@ -132,7 +156,8 @@ def build_app(answerer: AnswersQuestions, token: str | None, limits: AskLimits |
             try:
                 if time.monotonic() >= deadline:
                     raise _TimedOut
-                return answerer.ask(req.question, req.since, req.until, req.source, "counts").to_dict()
+                k = lim.retrieve if req.retrieve is None else req.retrieve
+                return answerer.ask(req.question, req.since, req.until, req.source, "counts", k).to_dict()
             finally:
                 model_lock.release()
         finally:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 ASK_SCOPE = "ask"  # the one scope of POST /ask
 Aggregation = Literal["counts", "naive"]  # how a memory slice is aggregated (learner.model.memory)
+MAX_RETRIEVE = 1024  # most documents one question may retrieve (the aggregation then reads K·G codes each)
 
 
 def qa_tokens(token: str | None) -> ScopedTokens:
@@ -34,6 +35,14 @@ class AskSettings(ServiceSettings):
     aggregation: Aggregation = Field(
         "counts", description="how `mbc ask` aggregates the memory slice (POST /ask: always counts)"
     )
+    retrieve: int = Field(
+        0,
+        ge=0,
+        le=MAX_RETRIEVE,
+        description="answer from the top-k documents of the slice for the question (FAISS over "
+        "document keys); 0: the whole slice",
+    )
+    cite: int = Field(8, ge=1, le=100, description="documents a whole-slice answer (retrieve 0) cites")
     max_new_tokens: int = Field(16, ge=1, le=256)
     qa_token: SecretStr | None = Field(
         None, description="bearer token required by /ask; without one ask-serve listens on loopback only"

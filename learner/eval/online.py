@@ -23,16 +23,17 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from corpora.types import QADataset, QADocument, QAExample
-from learner.errors import CheckpointError
+from learner.errors import CheckpointError, ConfigValueError
+from learner.eval.bank import Bank
+from learner.eval.retrieval import recall_at_k, retrieve_for, retrieved_memory
 from learner.eval.squad_metrics import best_over
 from learner.inference.answer import DecodeConfig, answer_questions
 from learner.inference.device import timed
@@ -48,42 +49,7 @@ from learner.model.memory import (
 )
 from learner.model.precision import needs_autocast
 from learner.text.tokenizers import Tokenizers
-from memory_store.codec import CODE_FORMAT_VERSION, encode_codebook, pack_codes_batch, unpack_codes_batch
-
-
-@dataclass
-class Bank:
-    """What online adaptation stored for N documents."""
-
-    mode: str
-    num_docs: int
-    stored_codes: int  # codes stored per document: K·G
-    num_codes: int  # rows of the codebook they index: G·C
-    groups: int = 1  # G: slot j's code is one of group j mod G (what code format 2 packs by)
-    blobs: list[bytes] = field(default_factory=list)  # compressed: packed codes per document
-    versions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,)
-    vectors: Tensor | None = None  # full: (N, K, D) float32 on CPU
-    codebooks: dict[int, Tensor] = field(default_factory=dict)  # stored versions (G·C, d)
-    rows: dict[int, Tensor] = field(default_factory=dict)  # their memory rows (G·C, D)
-    text_bytes: int = 0  # paragraph: the documents' UTF-8 bytes (what that row keeps per document)
-
-    @property
-    def bank_bytes(self) -> int:
-        if self.mode == "compressed":
-            return sum(len(b) for b in self.blobs)
-        if self.mode == "full" and self.vectors is not None:
-            return int(self.vectors.numel() * 4)
-        return self.text_bytes if self.mode == "paragraph" else 0
-
-    @property
-    def codebook_bytes(self) -> int:
-        return sum(len(encode_codebook(v.cpu().numpy())) for v in self.codebooks.values())
-
-    def codes(self) -> np.ndarray:
-        """Unpack the stored blobs -> (N, K·G) code indices."""
-        return unpack_codes_batch(
-            self.blobs, self.stored_codes, self.num_codes, groups=self.groups, code_format=CODE_FORMAT_VERSION
-        )
+from memory_store.codec import CODE_FORMAT_VERSION, pack_codes_batch
 
 
 @torch.no_grad()
@@ -163,9 +129,11 @@ def online_eval(
     bf16: bool = False,
     preset: str | None = None,
     oracle: bool = False,
+    retrieve: int = 0,
 ) -> EvalReport:
     """Adapt on the first ``num_docs`` documents of ``data``, then answer all their questions
-    (against the whole bank, or with ``oracle`` each against its own document only)."""
+    (against the whole bank, with ``retrieve`` > 0 against the ``retrieve`` documents each question
+    retrieves from it, or with ``oracle`` each against its own document only)."""
     if memory == "compressed" and model.train_memory == "full":
         raise CheckpointError("this checkpoint was meta-trained with full memory: it has no trained codebook")
     if memory in ("compressed", "full") and model.train_memory in ("none", "paragraph"):
@@ -174,6 +142,14 @@ def online_eval(
         )
     if oracle and memory not in ("compressed", "full"):
         raise CheckpointError("the oracle setting needs --memory compressed or full")
+    if retrieve < 0:
+        raise ConfigValueError(
+            f"--retrieve must be 0 (the whole bank) or a number of documents, got {retrieve}"
+        )
+    if retrieve and (memory != "compressed" or oracle):
+        raise ConfigValueError(
+            "--retrieve needs --memory compressed and --no-oracle (it retrieves stored codes)"
+        )
     decode = decode or DecodeConfig(max_new_tokens=model.config.max_answer_tokens)
     bf16 = bf16 or needs_autocast(model)  # bf16 frozen base weights (learner.model.precision)
     device = device or next(model.parameters()).device
@@ -190,26 +166,35 @@ def online_eval(
     with timed(device, adapt_t):
         bank = adapt(model, encoder, docs, memory, batch_size)
     closed_book = memory == "none" and model.train_memory == "none"  # the baseline's own KV-LoRA
+    positions = None
     with timed(device, infer_t):
         mem: Memory | None
-        if oracle:
+        if retrieve:
+            positions = retrieve_for(
+                model, encoder.texts, bank, [e.question for e in examples], retrieve, device
+            )
+            preds = _answer_retrieved(
+                model, encoder, bank, examples, positions, decode, batch_size, device, bf16
+            )
+        elif oracle:
             position = {doc.doc_id: i for i, doc in enumerate(docs)}
             mem = oracle_memory(bank, [position[e.doc_id] for e in examples])
         else:
             mem = bank_memory(bank, aggregation, device)
-        contexts = [subset.documents[e.doc_id].text for e in examples] if memory == "paragraph" else None
-        preds = answer_questions(
-            model,
-            encoder.texts,
-            [e.question for e in examples],
-            mem,
-            decode,
-            batch_size,
-            device,
-            bf16,
-            contexts,
-            lora=closed_book,
-        )
+        if not retrieve:
+            contexts = [subset.documents[e.doc_id].text for e in examples] if memory == "paragraph" else None
+            preds = answer_questions(
+                model,
+                encoder.texts,
+                [e.question for e in examples],
+                mem,
+                decode,
+                batch_size,
+                device,
+                bf16,
+                contexts,
+                lora=closed_book,
+            )
     model.train(was_training)
     rows = [
         {
@@ -239,6 +224,8 @@ def online_eval(
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
         "memory": memory,
         "bank": "oracle" if oracle else ("all" if memory in ("compressed", "full") else None),
+        "retrieve": retrieve,
+        "recall_at_k": None if positions is None else recall_at_k(positions, _gold(docs, examples)),
         "trained_memory": model.train_memory,
         "aggregation": aggregation if memory == "compressed" and not oracle else None,
         "decoding": decode.name,
@@ -252,6 +239,31 @@ def online_eval(
         "bf16": bf16,
     }
     return EvalReport(summary, rows)
+
+
+def _gold(docs: Sequence[QADocument], examples: Sequence[QAExample]) -> list[int]:
+    position = {doc.doc_id: i for i, doc in enumerate(docs)}
+    return [position[e.doc_id] for e in examples]
+
+
+def _answer_retrieved(
+    model: MBCModel,
+    encoder: DocumentEncoder,
+    bank: Bank,
+    examples: Sequence[QAExample],
+    positions: np.ndarray,
+    decode: DecodeConfig,
+    batch_size: int,
+    device: torch.device,
+    bf16: bool,
+) -> list[str]:
+    """Answers, each question from the codes of its retrieved documents (a batch's memory at a time)."""
+    preds: list[str] = []
+    for i in range(0, len(examples), batch_size):
+        chunk = [e.question for e in examples[i : i + batch_size]]
+        mem = retrieved_memory(bank, positions[i : i + batch_size], device)  # (b, k·R, D)
+        preds += answer_questions(model, encoder.texts, chunk, mem, decode, batch_size, device, bf16)
+    return preds
 
 
 def write_report(report: EvalReport, out_dir: Path, stem: str = "eval") -> tuple[Path, Path]:

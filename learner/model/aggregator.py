@@ -10,6 +10,7 @@ logit gets + log m (docs/DESIGN.md §3a): :class:`learner.model.memory.Memory` c
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -44,6 +45,32 @@ class CrossAttentionBlock(nn.Module):
     def _split(self, t: Tensor) -> Tensor:
         # (..., M, H*hd) -> (..., H, M, hd)
         return t.unflatten(-1, (self.heads, self.head_dim)).transpose(-3, -2)
+
+    def keys(self, memory: Memory) -> Tensor:
+        """The attention keys of the memory rows: (H, M, hd) or (B, H, M, hd). They depend on the rows
+        alone, so a reader may compute them once per codebook version."""
+        return self._split(self.to_k(self.norm_mem(memory.vectors)))
+
+    def attention(self, x: Tensor, memory: Memory, keys: Tensor | None = None) -> Tensor:
+        """The attention weights this block gives the memory rows: (B, H, K, M), rows summing to 1 —
+        what ``forward``'s fused attention computes and does not return (retrieval and citations
+        read them); ``keys``: :meth:`keys` of ``memory`` if already computed."""
+        q = self._split(self.to_q(self.norm_q(x)))  # (B, H, K, hd)
+        k = (self.keys(memory) if keys is None else keys).to(q.dtype)  # (H, M, hd) or (B, H, M, hd)
+        logits = q @ k.transpose(-1, -2) / self.head_dim**0.5  # (B, H, K, M)
+        if memory.log_weight is not None:
+            w = memory.log_weight.to(q.dtype)
+            logits = logits + (w.view(1, 1, 1, -1) if w.dim() == 1 else w[:, None, None, :])
+        return logits.softmax(-1)
+
+    def forward_with_attention(self, x: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
+        """``forward`` and :meth:`attention` in one pass (unfused attention): ((B, K, D), (B, H, K, M))."""
+        mem = self.norm_mem(memory.vectors.to(x.dtype))  # (M, D) or (B, M, D)
+        weights = self.attention(x, memory, self._split(self.to_k(mem)))  # (B, H, K, M)
+        v = self._split(self.to_v(mem))  # (H, M, hd) or (B, H, M, hd)
+        out = weights @ v  # (B, H, K, hd)
+        x = x + self.to_out(out.transpose(1, 2).flatten(2))  # (B, K, D)
+        return x + self.ff(self.norm_ff(x)), weights
 
     def forward(self, x: Tensor, memory: Memory) -> Tensor:
         """x (B, K, D), memory rows (M, D) or (B, M, D) -> (B, K, D)."""
@@ -84,3 +111,16 @@ class Aggregator(nn.Module):
         for block in self.blocks:
             x = block(x, memory)
         return x
+
+    @torch.no_grad()
+    def attention_mass(self, x: Tensor, memory: Memory) -> Tensor:
+        """Share of the attention each memory row gets (B, M), averaged over blocks, heads and the K
+        query vectors (each row of the result sums to 1); ``x`` (B, K, D) are the question vectors."""
+        if memory.num_rows == 0:
+            raise ValueError("cannot aggregate over an empty memory")
+        mass = x.new_zeros(x.shape[0], memory.num_rows)
+        for block in self.blocks:
+            assert isinstance(block, CrossAttentionBlock)
+            x, weights = block.forward_with_attention(x, memory)
+            mass = mass + weights.mean(dim=(1, 2))  # (B, M)
+        return mass / len(self.blocks)

@@ -12,7 +12,8 @@ from typing import Annotated, Literal, cast
 import typer
 
 from corpora.formats import TEXT_FORMATS
-from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, start_command, with_code_space
+from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, with_code_space
+from learner.settings import setup_learner
 
 PRESET_HELP = "Model preset (smollm2-135m is the one this was built for; any pretrained-LM preset works)."
 
@@ -91,7 +92,7 @@ def pretrain_amortizer(
     from learner.pretraining.objective import PretrainConfig
     from learner.pretraining.run import AmortizerPretrainer
 
-    start_command()
+    setup_learner()
     model_cfg = with_code_space(get_preset(preset).model, codes_per_vector, code_dim, code_cosine)
     if memory not in ("compressed", "full"):
         raise ConfigValueError("--memory must be compressed or full")

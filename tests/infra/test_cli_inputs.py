@@ -295,6 +295,17 @@ CASES = [
         r"^error: Invalid value for '--decoding'",
     ),
     Case(["synth", "out", "--train-docs", "-1"], r"^error: Invalid value for '--train-docs'"),
+    Case(
+        ["eval", "--checkpoint", CKPT, "--data", "q.json", "--retrieve", "-1"],
+        r"^error: Invalid value for '--retrieve'",
+    ),
+    Case(
+        ["ask", "who?", "--checkpoint", CKPT, "--retrieve", "-1"],
+        r"^error: --retrieve: .*greater than or equal to 0",
+    ),
+    Case(
+        ["ask", "who?", "--checkpoint", CKPT, "--retrieve", "many"], r"^error: Invalid value for '--retrieve'"
+    ),
     Case(["store"], "", code=2),  # a group without a command: its help, on stdout
 ]
 

@@ -71,7 +71,10 @@ def test_the_by_hand_recipe_runs_as_written(tmp_path: Path) -> None:
     i = next(n for n, line in enumerate(out) if line.startswith("  from 38 documents ("))
     assert out[i - 1].strip() and not out[i - 1].startswith(("{", " ")), r.stdout  # the answer itself
     assert out[i].endswith("; checkpoint mbc/demo/assets/checkpoint")
-    assert out[i + 1] == "exit code 3"
+    assert out[i + 1] == "  cites (the whole slice's documents, by attention mass):"
+    cited = [line for line in out[i + 2 : i + 11] if line.startswith("    ")]
+    assert len(cited) == 9 and cited[-1].endswith("%  the other documents of the slice")  # 8 + the rest
+    assert out[i + 2 + len(cited)] == "exit code 3"
     assert (
         "no answer: no stored document is in this slice (source 'no-such-source'): nothing to answer from"
         in r.stderr.splitlines()

@@ -184,6 +184,33 @@ def test_eval_memory_modes_and_paper_decoding(trained: tuple[Path, Path], tmp_pa
     assert beams["decoding"] == "beam12x4"
 
 
+@pytest.mark.slow
+def test_eval_retrieve_reads_only_the_retrieved_documents(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data, run = trained
+    whole = _eval(data, run, tmp_path, "--aggregation", "counts")
+    every = _eval(data, run, tmp_path, "--retrieve", "32")  # k = the bank: the same memory, reordered
+    assert every["retrieve"] == 32 and every["recall_at_k"] == 1.0 and whole["recall_at_k"] is None
+    assert _predictions(str(every["questions_csv"])) == _predictions(str(whole["questions_csv"]))
+    two = _eval(data, run, tmp_path, "--retrieve", "2")
+    assert two["retrieve"] == 2 and 0.0 <= two["recall_at_k"] <= 1.0  # type: ignore[operator]
+    assert str(two["questions_csv"]).endswith("compressed-retrieve2-32docs-greedy_questions.csv")
+    r = runner.invoke(
+        app,
+        [
+            "eval",
+            "--checkpoint",
+            str(run / "checkpoints" / "last"),
+            "--data",
+            str(data / "test.csv"),
+            "--memory",
+            "full",
+            "--retrieve",
+            "2",
+        ],
+    )
+    assert r.exit_code != 0 and "--retrieve needs --memory compressed" in str(r.exception or r.output)
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("text,question,answers\ndoc,q\n")

@@ -16,7 +16,15 @@ from memory_store.models import Base
 from memory_store.store import MemoryStore
 from tests.memory_store.helpers import codebook, random_docs
 
-TABLES = {"sources", "codebook_versions", "documents", "code_counts", "code_counts_daily", "consumed_offsets"}
+TABLES = {
+    "sources",
+    "codebook_versions",
+    "documents",
+    "code_counts",
+    "code_counts_daily",
+    "consumed_offsets",
+    "document_log",
+}
 VIEWS = {
     "memory_growth_hourly",
     "memory_growth_daily",
@@ -38,7 +46,7 @@ def test_migrations_up_and_down(db_url: str, tmp_path: Path) -> None:
         MemoryStore(db_url)
 
     migrate.upgrade(engine)
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0004_codebook_groups"
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0005_document_log"
     assert schema(engine) == (TABLES, VIEWS)
     indexes = {i["name"] for i in sa.inspect(engine).get_indexes("codebook_versions")}
     assert "uq_codebook_versions_parent" in indexes
@@ -46,7 +54,7 @@ def test_migrations_up_and_down(db_url: str, tmp_path: Path) -> None:
     store.write_batch(random_docs(20, store.add_codebook_version(codebook())))
 
     migrate.downgrade(engine, "0001_schema")  # views go, data stays
-    assert schema(engine) == (TABLES, set())
+    assert schema(engine) == (TABLES - {"document_log"}, set())  # 0005 added the log
     with pytest.raises(MigrationNeeded, match="0001_schema"):
         MemoryStore(db_url)
     migrate.upgrade(engine)

@@ -40,6 +40,7 @@ class FakeAnswerer:
         until: datetime | None = None,
         source: str | None = None,
         aggregation: str = "counts",
+        retrieve: int = 0,
     ) -> Answer:
         self.calls.append((question, aggregation))
         self.started.set()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from learner.cli_options import start_command
+from learner.settings import setup_learner
 
 
 def synth(
@@ -39,7 +39,7 @@ def synth(
     """Write a synthetic knowledge stream (StreamingQA CSV and JSONL forms) with disjoint people per split."""
     from learner.data.synth.generator import SynthConfig, write_all
 
-    start_command()
+    setup_learner()
     cfg = SynthConfig(
         pretrain_docs,
         train_docs,
