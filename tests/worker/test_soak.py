@@ -30,7 +30,9 @@ import pytest
 from bench.worker_soak import run_soak
 
 DOCS, WARMUP = 15_000, 5_000
-PEAK_TOLERANCE, MEDIAN_TOLERANCE = 1.05, 1.03
+# the peak swings ~10 % from batch to batch (one CI-like run: 1.054 with a flat median of 1.008); the
+# median is the sensitive check (an injected 5 KB/document leak gave 1.046), the peak only a coarse bound
+PEAK_TOLERANCE, MEDIAN_TOLERANCE = 1.10, 1.03
 
 
 @pytest.mark.slow
