@@ -12,3 +12,11 @@ def cpu_model() -> str:
     lines = info.read_text().splitlines() if info.exists() else []
     found = (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name"))
     return next(found, "") or platform.processor()
+
+
+def torch_machine() -> dict[str, str | None]:
+    """CPU model, torch version and GPU name (None without CUDA): the minimum a training figure needs."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu_model(), "torch": torch.__version__, "gpu": gpu}

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import cpu_model
+from bench.machine import torch_machine
 from corpora.texts import load_texts
 from learner.cli_options import with_code_space
 from learner.model.config import get_preset
@@ -177,11 +177,10 @@ def main() -> None:
         )
         for op in prof["top_ops"]:
             print(f"  {op['ms_per_step']:9.2f} ms  x{op['calls_per_step']:<6} {op['op'][:90]}")
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     result = {
         "command": " ".join(sys.argv),
         "date": dt.date.today().isoformat(),
-        "machine": {"gpu": gpu, "cpu": cpu_model(), "torch": torch.__version__},
+        "machine": torch_machine(),
         "preset": args.preset,
         "memory": args.memory,
         "doc_tokens": args.doc_tokens,

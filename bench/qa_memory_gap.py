@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import cpu_model
+from bench.machine import torch_machine
 from corpora.qa import load_dataset
 from learner.checkpoint import load_checkpoint
 from learner.model.memory import Memory
@@ -105,11 +105,7 @@ def main() -> None:
     result = {
         "command": " ".join(sys.argv),
         "date": dt.date.today().isoformat(),
-        "machine": {
-            "cpu": cpu_model(),
-            "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        },
+        "machine": torch_machine(),
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
