@@ -39,6 +39,27 @@ class Slice:
     version: int | None = None
 
 
+def documents_where(
+    q: sa.Select,  # type: ignore[type-arg]
+    since: datetime | None,
+    until: datetime | None,
+    source_id: int | None,
+    version: int | None,
+) -> sa.Select:  # type: ignore[type-arg]
+    """``q`` on the documents table narrowed to ``since <= published_at < until``, one source, one
+    version (None: no bound): the one place a slice becomes SQL over stored documents."""
+    d = documents.c
+    if since is not None:
+        q = q.where(d.published_at >= utc(since))
+    if until is not None:
+        q = q.where(d.published_at < utc(until))
+    if source_id is not None:
+        q = q.where(d.source_id == source_id)
+    if version is not None:
+        q = q.where(d.codebook_version == version)
+    return q
+
+
 def full_days(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:
     """Epoch days [lo, hi) lying wholly inside [since, until); None means unbounded."""
     lo = None if since is None else -((EPOCH - utc(since)) // DAY)  # ceil
@@ -94,15 +115,9 @@ def _from_documents(
     layouts: Mapping[int, codec.CodeLayout],
 ) -> Counter[tuple[int, int]]:
     d = documents.c
-    q = sa.select(d.codebook_version, d.k, d.code_format, d.codes)
-    if start is not None:
-        q = q.where(d.published_at >= utc(start))
-    if end is not None:
-        q = q.where(d.published_at < utc(end))
-    if s.source_id is not None:
-        q = q.where(d.source_id == s.source_id)
-    if s.version is not None:
-        q = q.where(d.codebook_version == s.version)
+    q = documents_where(
+        sa.select(d.codebook_version, d.k, d.code_format, d.codes), start, end, s.source_id, s.version
+    )
     batches: dict[tuple[int, int, int], list[bytes]] = {}
     for version, k, fmt, blob in conn.execute(q):
         batches.setdefault((version, k, fmt), []).append(bytes(blob))
@@ -124,14 +139,7 @@ def slice_codes(
     """
     d = documents.c
     q = sa.select(d.codebook_version, d.k, d.code_format, d.codes).order_by(d.id)
-    if s.since is not None:
-        q = q.where(d.published_at >= utc(s.since))
-    if s.until is not None:
-        q = q.where(d.published_at < utc(s.until))
-    if s.source_id is not None:
-        q = q.where(d.source_id == s.source_id)
-    if s.version is not None:
-        q = q.where(d.codebook_version == s.version)
+    q = documents_where(q, s.since, s.until, s.source_id, s.version)
     rows = [(int(v), int(k), int(f), bytes(b)) for v, k, f, b in conn.execute(q)]
     if not rows:
         return np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)

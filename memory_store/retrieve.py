@@ -19,12 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from memory_store import codec
-from memory_store.counts import Slice
+from memory_store.counts import Slice, documents_where
 from memory_store.db import read_transaction
 from memory_store.doc_index import DocumentIndex, Hit
 from memory_store.models import documents, sources
 from memory_store.records import RetrievedDocument
-from memory_store.timeutil import utc
 
 QueryFn = Callable[[int, npt.NDArray[np.float32]], npt.ArrayLike]
 _ROUNDS = 2  # over-fetching rounds before searching within the slice's ids
@@ -53,14 +52,8 @@ def retrieve(
 
 
 def _where(q: sa.Select, s: Slice) -> sa.Select:  # type: ignore[type-arg]
-    d = documents.c
-    if s.since is not None:
-        q = q.where(d.published_at >= utc(s.since))
-    if s.until is not None:
-        q = q.where(d.published_at < utc(s.until))
-    if s.source_id is not None:
-        q = q.where(d.source_id == s.source_id)
-    return q
+    """The slice's time window and source; the version is the index's own (one index per version)."""
+    return documents_where(q, s.since, s.until, s.source_id, None)
 
 
 def _confirm(
