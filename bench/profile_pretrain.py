@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import torch_machine
 from corpora.texts import load_texts
+from infra.errors import MbcError
 from learner.cli_options import with_code_space
 from learner.model.config import get_preset
 from learner.pretraining.objective import PretrainConfig
@@ -192,4 +193,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MbcError as e:  # a wrong path or setting: one line, not a traceback
+        raise SystemExit(f"error: {e}") from None

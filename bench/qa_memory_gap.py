@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import torch_machine
 from corpora.qa import load_dataset
+from infra.errors import MbcError
 from learner.checkpoint import load_checkpoint
 from learner.model.memory import Memory
 from learner.text.batching import TextBatcher, collate_train
@@ -114,4 +115,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MbcError as e:  # a wrong path or setting: one line, not a traceback
+        raise SystemExit(f"error: {e}") from None
