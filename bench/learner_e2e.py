@@ -118,6 +118,23 @@ def stored(db: Path) -> int:
         return 0
 
 
+def worker_env(bootstrap: str, db: Path, group: str, topic: str, **extra: str) -> dict[str, str]:
+    """The environment of an `mbc learn` child: this repository importable, the broker, a SQLite store,
+    its own consumer group and topics, JSON logs."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "MBC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "MBC_DATABASE__URL": f"sqlite:///{db}",
+        "MBC_GROUP_ID": group,
+        "MBC_TOPICS__CLEAN": topic,
+        "MBC_TOPICS__DLQ": topic + ".dlq",
+        "MBC_LOG_JSON": "true",
+        "MBC_BATCH_MAX_WAIT_S": "0.5",
+        **extra,
+    }
+
+
 def run_once(
     args: argparse.Namespace,
     bootstrap: str,
@@ -131,17 +148,7 @@ def run_once(
     db = work / f"e2e-{name}-{time.time_ns()}.db"
     topic = f"{args.topic}.{name.replace('+', '-')}.{time.time_ns()}"
     group = f"bench-{name}-{time.time_ns()}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        "MBC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "MBC_DATABASE__URL": f"sqlite:///{db}",
-        "MBC_GROUP_ID": group,
-        "MBC_TOPICS__CLEAN": topic,
-        "MBC_TOPICS__DLQ": topic + ".dlq",
-        "MBC_LOG_JSON": "true",
-        "MBC_BATCH_MAX_WAIT_S": "0.5",
-    }
+    env = worker_env(bootstrap, db, group, topic)
     cmd = [
         sys.executable,
         "-c",

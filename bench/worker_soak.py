@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import learner_e2e as e2e  # noqa: E402
-from bench.learner_e2e import build_checkpoint, events, exactness, feed, stored  # noqa: E402
+from bench.learner_e2e import build_checkpoint, events, exactness, feed, stored, worker_env  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -139,18 +139,7 @@ def run_soak(
     run = f"soak-{time.time_ns()}"
     messages = events(texts, run)
     db, topic = work / f"{run}.db", f"{run}.clean"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        "MBC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "MBC_DATABASE__URL": f"sqlite:///{db}",
-        "MBC_GROUP_ID": run,
-        "MBC_TOPICS__CLEAN": topic,
-        "MBC_TOPICS__DLQ": topic + ".dlq",
-        "MBC_LOG_JSON": "true",
-        "MBC_BATCH_MAX_WAIT_S": "0.5",
-        "OMP_NUM_THREADS": "1",
-    }
+    env = worker_env(bootstrap, db, run, topic, OMP_NUM_THREADS="1")
     cmd = [
         sys.executable,
         "-c",
