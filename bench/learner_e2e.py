@@ -44,6 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 LEAD = 2048  # documents produced ahead of the store at most (see feed)
 sys.path.insert(0, str(REPO))
 
+from bench.machine import host_machine, load_average, torch_machine  # noqa: E402
+
 
 def make_texts(n: int, words_per_doc: int, seed: int = 0, max_words: int | None = None) -> list[str]:
     """``n`` distinct texts of ``words_per_doc`` words (of ``words_per_doc`` to ``max_words`` when given)."""
@@ -300,22 +302,9 @@ def encode_only(args: argparse.Namespace, texts: list[str], batch: int, precisio
 
 
 def machine() -> dict[str, Any]:
-    import platform
-
     import torch
 
-    from bench.machine import cpu_model
-
-    cpu = cpu_model()
-    return {
-        "cpu": cpu,
-        "nproc": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
+    return {**host_machine(), **torch_machine(), "torch_threads": torch.get_num_threads()}
 
 
 def main() -> None:
@@ -381,7 +370,7 @@ def main() -> None:
             result["runs"].append(row)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result, indent=2) + "\n")
-    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["machine"]["load_average_at_end"] = load_average()
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import host_machine, torch_machine
 from learner.model.build import build_model
 from learner.model.codebook_math import nearest_codes
 from learner.model.config import get_preset
@@ -35,7 +35,6 @@ H200_BF16_PEAK_TFLOPS = 790.0
 
 
 def machine() -> dict[str, Any]:
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     try:
         smi = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
@@ -45,14 +44,7 @@ def machine() -> dict[str, Any]:
         ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         smi = ""
-    return {
-        "gpu": gpu,
-        "nvidia_smi": smi,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
+    return {**host_machine(), **torch_machine(), "nvidia_smi": smi, "cuda": torch.version.cuda}
 
 
 def timed(fn: Any, iters: int, warmup: int) -> float:

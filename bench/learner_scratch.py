@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -27,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.machine import host_machine, torch_machine  # noqa: E402
+
 MBC = [sys.executable, "-c", "from mbc.cli import main; main()"]
 
 
@@ -83,15 +85,12 @@ def machine() -> dict[str, Any]:
     import transformers
 
     info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
+        **host_machine(),
+        **torch_machine(),
         "transformers": transformers.__version__,
         "cuda": torch.version.cuda,
     }
     if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_memory_bytes"] = torch.cuda.get_device_properties(0).total_memory
     return info
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -31,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.machine import host_machine, load_average  # noqa: E402
 from corpora.documents import load_records  # noqa: E402
 from infra.broker import BrokerProcess  # noqa: E402
 from infra.settings import KafkaSettings, TopicSettings  # noqa: E402
@@ -234,20 +233,12 @@ def bench_stage(
 
 
 def machine() -> dict[str, Any]:
-    from bench.machine import cpu_model
-
-    cpu = cpu_model()
     import aiokafka
     import confluent_kafka
     import faust
 
     return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "os": platform.platform(),
-        "python": platform.python_version(),
+        **host_machine(),
         "versions": {
             "confluent-kafka": confluent_kafka.__version__,
             "librdkafka": confluent_kafka.libversion()[0],
@@ -316,7 +307,7 @@ def main() -> None:
     for name, items in runs.items():
         rates = [r["docs_per_s"] for r in items if "docs_per_s" in r]
         result[name] = {"median_docs_per_s": statistics.median(rates) if rates else None, "runs": items}
-    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["machine"]["load_average_at_end"] = load_average()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k]["median_docs_per_s"] for k in runs}, indent=2))

@@ -37,8 +37,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
-import platform
 import re
 import statistics
 import sys
@@ -52,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.machine import cpu_model
+from bench.machine import host_machine
 from learner.ask.retrieval import document_masses, first_block_keys, query_vectors, retrieved_codes
 from learner.model.aggregator import Aggregator
 from learner.model.memory import count_codes, memory_from_counts
@@ -313,7 +311,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/retrieval_bench.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    load = os.getloadavg()
+    host = host_machine()
     import faiss
 
     result: dict[str, Any] = {
@@ -321,11 +319,8 @@ def main() -> None:
         "command": " ".join(["python", *sys.argv]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
+            **host,
             "note": "2 shared cores: other jobs ran at the same time, so timings are noisy",
-            "load_average_at_start": list(load),
-            "python": platform.python_version(),
             "libraries": {"torch": torch.__version__, "faiss": faiss.__version__, "numpy": np.__version__},
         },
         "settings": {

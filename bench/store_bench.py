@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -254,19 +252,12 @@ def _sqlite_version() -> str:
 
 def machine() -> dict[str, Any]:
     import faiss
-    import psutil
     import psycopg
 
-    from bench.machine import cpu_model
+    from bench.machine import host_machine
 
-    cpu = cpu_model()
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "load_average_at_start": os.getloadavg(),
+        **host_machine(),
         "libraries": {
             "sqlalchemy": sa.__version__,
             "psycopg": psycopg.__version__,

@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -43,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import learner_e2e as e2e  # noqa: E402
 from bench.learner_e2e import build_checkpoint, events, exactness, feed, stored, worker_env  # noqa: E402
+from bench.machine import host_machine, load_average  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -202,20 +201,9 @@ def run_soak(
 
 
 def machine() -> dict[str, Any]:
-    import psutil
     import torch
 
-    from bench.machine import cpu_model
-
-    return {
-        "cpu": cpu_model(),
-        "nproc": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-    }
+    return {**host_machine(), "torch": torch.__version__}
 
 
 def main() -> None:
@@ -244,7 +232,7 @@ def main() -> None:
             batch_size=args.batch_size,
             publish_every=args.publish_every,
         )
-    info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    info["load_average_at_end"] = load_average()
     every = max(1, len(r.samples) // 200)  # the curve, thinned to about 200 points
     out = {
         "benchmark": "learner worker soak: RSS over a long stream (mbc learn, tiny preset, CPU, SQLite)",
