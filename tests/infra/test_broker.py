@@ -16,6 +16,7 @@ import pytest
 
 from infra.kafka import ensure_topics
 from infra.settings import KafkaSettings, TopicSettings
+from tests.mbc_process import MBC
 
 CLIENT = r"""
 import json, sys, time
@@ -78,14 +79,7 @@ def test_ensure_topics_falls_back_to_auto_creation_on_mock(broker: str) -> None:
 def test_mbc_broker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     addr_file = tmp_path / "bootstrap"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from mbc.cli import main; main()",
-            "broker",
-            "--bootstrap-file",
-            str(addr_file),
-        ],
+        [*MBC, "broker", "--bootstrap-file", str(addr_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,25 +1,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from mbc.cli import app
+from tests.mbc_process import run_mbc
 
 runner = CliRunner()
-
-
-def mbc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from mbc.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_help_lists_subcommands() -> None:
@@ -49,7 +39,7 @@ def test_every_command_has_a_help_sentence() -> None:
 
 def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MBC_KAFKA__SASL_PASSWORD", "hunter2")
-    result = mbc("config", "show")
+    result = run_mbc("config", "show", timeout=60)
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout
     data = json.loads(result.stdout)
@@ -58,7 +48,7 @@ def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_invalid_config_is_one_line_not_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MBC_NUM_BROKERS", "zero")
-    result = mbc("broker")
+    result = run_mbc("broker", timeout=60)
     assert result.returncode == 2
     assert "MBC_NUM_BROKERS" in result.stderr
     assert "Traceback" not in result.stderr

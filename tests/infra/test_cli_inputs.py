@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from mbc.cli import app
+from tests.mbc_process import run_mbc
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "mbc" / "demo" / "assets"
@@ -56,14 +56,7 @@ def mbc(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subpro
         "MBC_LOG_JSON": "true",
         "MBC_DEVICE": "cpu",
     }
-    return subprocess.run(
-        [sys.executable, "-c", "from mbc.cli import main; main()", *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_mbc(*args, cwd=cwd, env={**base, **(env or {})})
 
 
 def test_every_option_shows_its_default_and_every_boolean_its_negation() -> None:

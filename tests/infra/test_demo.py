@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,8 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.mbc_process import MBC
+
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from mbc.cli import main; main()"]
+CLI = MBC
 
 
 def _env() -> dict[str, str]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from learner.text.queries import CONTINUE, RECONSTRUCT
 from learner.text.tokenizers import train_tokenizer
 from tests.learner.helpers import WORDS, tiny_llama
 from tests.learner.test_smollm2 import lm_config
+from tests.mbc_process import run_mbc
 
 runner = CliRunner()
 rng = random.Random(0)
@@ -244,12 +243,7 @@ def test_bad_input_is_one_line_errors(llama_dir: Path, tmp_path: Path) -> None:
         result = runner.invoke(app, base + args)
         assert isinstance(result.exception, MbcError), (message, result.output)
         assert message in str(result.exception) and "\n" not in str(result.exception)
-    proc = subprocess.run(
-        [sys.executable, "-c", "from mbc.cli import main; main()", *base, "--data", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_mbc(*base, "--data", str(tmp_path / "x"))
     assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
 
 

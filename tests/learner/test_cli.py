@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from typer.testing import CliRunner
 from learner.model.config import PRESETS
 from mbc.cli import app
 from memory_store.codec import encode_codebook
+from tests.mbc_process import run_mbc
 
 runner = CliRunner()
 
@@ -215,58 +214,17 @@ def test_user_mistakes_are_one_line_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("text,question,answers\ndoc,q\n")
     ckpt = tmp_path / "nothing"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from mbc.cli import main; main()",
-            "eval",
-            "--checkpoint",
-            str(ckpt),
-            "--data",
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_mbc("eval", "--checkpoint", str(ckpt), "--data", str(bad))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "no checkpoint at" in proc.stderr
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from mbc.cli import main; main()",
-            "train",
-            "--preset",
-            "nope",
-            "--dry-run",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_mbc("train", "--preset", "nope", "--dry-run")
     assert proc.returncode == 2 and "unknown preset 'nope'" in proc.stderr
 
 
 def test_malformed_training_file_is_one_line_naming_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("text,question,answers\ndoc,q,a\ndoc two,q2\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from mbc.cli import main; main()",
-            "train",
-            "--train",
-            str(bad),
-            "--val",
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_mbc("train", "--train", str(bad), "--val", str(bad))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {bad}:3: expected 3 fields, found 2"

@@ -6,7 +6,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 
 from mbc.cli import app
 from memory_store.store import MemoryStore
+from tests.mbc_process import MBC
 from tests.memory_store.helpers import codebook, random_docs
 
 runner = CliRunner()
@@ -66,7 +66,7 @@ def _free_port() -> int:
 
 def test_serve_runs_the_reader_service(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
-    cmd = [sys.executable, "-c", "from mbc.cli import main; main()", "store", "serve", "--database-url", url]
+    cmd = [*MBC, "store", "serve", "--database-url", url]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MBC_API")}
     env.update({"PYTHONPATH": str(REPO), "MBC_AUTO_MIGRATE": "1", "MBC_LOG_JSON": "1"})
     for extra in ([], ["--host", "0.0.0.0"]):

@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,9 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.stage.faust_config import TABLE_NAME
 from pipeline.topic_reader import Record, record_from_message
+from tests.mbc_process import MBC, run_mbc
 
 FIXTURES = Path(__file__).parent / "fixtures"
-CLI = [sys.executable, "-c", "from mbc.cli import main; main()"]
+CLI = MBC
 
 
 def precreate(bootstrap: str, names: list[str]) -> None:
@@ -76,7 +76,7 @@ def cli_env(broker: str, topics: Topics, **extra: str) -> dict[str, str]:
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return run_mbc(*args, env=env, timeout=timeout)
 
 
 class StageProcess:

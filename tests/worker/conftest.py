@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline.events import make_document
+from tests.mbc_process import MBC
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -118,15 +118,7 @@ class WorkerProcess:
     def __init__(self, checkpoint: Path, env: dict[str, str], log: Path, *extra: str) -> None:
         self.log = log
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from mbc.cli import main; main()",
-                "learn",
-                "--checkpoint",
-                str(checkpoint),
-                *extra,
-            ],
+            [*MBC, "learn", "--checkpoint", str(checkpoint), *extra],
             env={**os.environ, **env, "PYTHONPATH": str(REPO)},
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from learner.worker.online_codebook import OnlineCodebook
 from memory_store.codec import pack_codes_batch
 from memory_store.records import DocumentRecord
 from memory_store.store import MemoryStore
+from tests.mbc_process import run_mbc
 from tests.worker.conftest import REPO, WORDS, tiny_k
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -162,83 +161,62 @@ def test_http_ask(tiny_checkpoint: Path, filled_store: str) -> None:
 
 
 def test_mbc_ask_cli(tiny_checkpoint: Path, filled_store: str) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from mbc.cli import main; main()",
-            "ask",
-            "which prices fell",
-            "--checkpoint",
-            str(tiny_checkpoint),
-            "--database-url",
-            filled_store,
-            "--json",
-            "--source",
-            "wire-a",
-        ],
-        capture_output=True,
-        text=True,
+    out = run_mbc(
+        "ask",
+        "which prices fell",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--database-url",
+        filled_store,
+        "--json",
+        "--source",
+        "wire-a",
         cwd=REPO,
-        timeout=120,
         env={"MBC_DEVICE": "cpu", "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 0, out.stderr[-2000:]
     body = json.loads(out.stdout)
     assert body["documents"] == 80 and body["codebook_versions"] == [1, 2]
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from mbc.cli import main; main()",
-            "ask",
-            "q",
-            "--checkpoint",
-            str(tiny_checkpoint),
-            "--database-url",
-            filled_store,
-            "--since",
-            "yesterday",
-        ],
-        capture_output=True,
-        text=True,
+    bad = run_mbc(
+        "ask",
+        "q",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--database-url",
+        filled_store,
+        "--since",
+        "yesterday",
         cwd=REPO,
-        timeout=120,
     )
     assert bad.returncode == 2 and "ISO 8601" in bad.stderr and "Traceback" not in bad.stderr
-    ask = [sys.executable, "-c", "from mbc.cli import main; main()", "ask"]
     env = {"MBC_DEVICE": "cpu", "PATH": "/usr/bin:/bin", "MBC_DATABASE__URL": filled_store}
-    refused = subprocess.run(
-        [*ask, "which prices fell", "--checkpoint", str(tiny_checkpoint), "--source", "nowhere"],
-        capture_output=True,
-        text=True,
+    refused = run_mbc(
+        "ask",
+        "which prices fell",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--source",
+        "nowhere",
         cwd=REPO,
-        timeout=120,
         env=env,
     )
     assert (refused.returncode, refused.stdout) == (3, "")
     assert refused.stderr.splitlines() == [
         "no answer: no stored document is in this slice (source 'nowhere'): nothing to answer from"
     ]
-    as_json = subprocess.run(
-        [*ask, "which prices fell", "--source", "nowhere", "--json"],
-        capture_output=True,
-        text=True,
+    as_json = run_mbc(
+        "ask",
+        "which prices fell",
+        "--source",
+        "nowhere",
+        "--json",
         cwd=REPO,
-        timeout=120,
         env={**env, "MBC_CHECKPOINT": str(tiny_checkpoint)},  # the same setting as mbc learn's
     )
     assert as_json.returncode == 3
     body = json.loads(as_json.stdout)
     assert (body["answer"], body["documents"], body["source"]) == (None, 0, "nowhere")
     assert body["refusal"] == refused.stderr.strip().removeprefix("no answer: ")
-    blank = subprocess.run(
-        [*ask, "   ", "--checkpoint", str(tiny_checkpoint)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env=env,
-    )
+    blank = run_mbc("ask", "   ", "--checkpoint", str(tiny_checkpoint), cwd=REPO, env=env)
     assert blank.returncode == 2
     assert blank.stderr.splitlines() == ["error: the question is blank: give a question with words in it"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from learner.ask.retrieval import document_masses, query_function, question_vect
 from learner.ask.service import build_app
 from learner.model.memory import count_codes, memory_from_counts, memory_naive
 from memory_store.store import MemoryStore
+from tests.mbc_process import run_mbc
 from tests.worker.conftest import REPO
 from tests.worker.test_ask import QUESTIONS, filled_store  # noqa: F401  (the module's fixture)
 
@@ -130,14 +130,7 @@ def test_http_ask_retrieve_and_citations(tiny_checkpoint: Path, store_copy: str)
 
 
 def _mbc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from mbc.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env={"MBC_DEVICE": "cpu", "PATH": "/usr/bin:/bin"},
-    )
+    return run_mbc(*args, cwd=REPO, env={"MBC_DEVICE": "cpu", "PATH": "/usr/bin:/bin"})
 
 
 def test_mbc_ask_retrieve_cli(tiny_checkpoint: Path, store_copy: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from httpx import Response
 
 from learner.ask.answerer import Answer
 from learner.ask.service import AskLimits, build_app
+from tests.mbc_process import run_mbc
 from tests.worker.conftest import REPO
 
 AUTH = {"Authorization": "Bearer s3cret"}
@@ -140,14 +140,7 @@ def test_past_the_timeout_gets_503_and_keeps_its_slot_until_done(fake: FakeAnswe
 
 def _ask_serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MBC_QA", "MBC_CHECKPOINT"))}
-    return subprocess.run(
-        [sys.executable, "-c", "from mbc.cli import main; main()", "ask-serve", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env={**base, "PYTHONPATH": str(REPO), **env},
-    )
+    return run_mbc("ask-serve", *args, cwd=REPO, env={**base, "PYTHONPATH": str(REPO), **env})
 
 
 def test_ask_serve_refuses_a_non_loopback_address_without_a_token() -> None:
