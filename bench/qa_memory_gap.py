@@ -40,6 +40,14 @@ def memory_gap(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, tok, meta = load_checkpoint(args.checkpoint, device=device, lm_source=args.base_lm)
     model.eval()
+    # the base LM sits in bf16 on a GPU (place_model); the memory path computes in fp32 there
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        return _memory_gap(args, model, tok, meta, device)
+
+
+def _memory_gap(
+    args: argparse.Namespace, model: Any, tok: Any, meta: Any, device: torch.device
+) -> dict[str, Any]:
     ds = load_dataset(args.data, "squad").first_docs(args.num_docs)
     docs = list(ds.documents)
     if len(docs) < 2:
