@@ -37,12 +37,10 @@ import argparse
 import hashlib
 import json
 import math
-import re
 import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +50,7 @@ import torch
 
 from bench.machine import host_machine
 from learner.ask.retrieval import document_masses, first_block_keys, query_vectors, retrieved_codes
+from learner.eval.bm25 import BM25
 from learner.model.aggregator import Aggregator
 from learner.model.memory import count_codes, memory_from_counts
 from memory_store.codec import pack_codes_batch
@@ -251,35 +250,19 @@ def index_choice(n: int, k: int, queries: int = 30) -> dict[str, Any]:
     return out
 
 
-def _tokens(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
 def bm25_recall(
     path: Path, ks: tuple[int, ...] = (1, 8, 32), k1: float = 1.5, b: float = 0.75
 ) -> dict[str, Any]:
-    """Okapi BM25 over every paragraph of a SQuAD file; recall@k of each question's gold paragraph."""
+    """Okapi BM25 (learner.eval.bm25) over every paragraph of a SQuAD file; recall@k of each question's
+    gold paragraph."""
     data = json.loads(path.read_text())["data"]
     paragraphs = [p for art in data for p in art["paragraphs"]]
-    docs = [Counter(_tokens(p["context"])) for p in paragraphs]
-    lengths = np.array([sum(d.values()) for d in docs], dtype=np.float64)
-    vocab: dict[str, int] = {}
-    for d in docs:
-        for w in d:
-            vocab.setdefault(w, len(vocab))
-    tf = np.zeros((len(docs), len(vocab)), dtype=np.float64)  # (N, V): 913 x ~20k, dense is fine
-    for i, d in enumerate(docs):
-        for w, c in d.items():
-            tf[i, vocab[w]] = c
-    df = (tf > 0).sum(0)
-    idf = np.log((len(docs) - df + 0.5) / (df + 0.5) + 1.0)  # (V,)
-    weight = idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * lengths[:, None] / lengths.mean()))  # (N, V)
+    bm25 = BM25([p["context"] for p in paragraphs], k1, b)
     hits = {k: 0 for k in ks}
     n_q = 0
     for gold, p in enumerate(paragraphs):
         for qa in p["qas"]:
-            terms = [vocab[w] for w in set(_tokens(qa["question"])) if w in vocab]
-            scores = weight[:, terms].sum(1)  # (N,)
+            scores = bm25.scores(qa["question"])  # (N,)
             rank = int((scores > scores[gold]).sum())  # ties count in the gold paragraph's favour
             n_q += 1
             for k in ks:

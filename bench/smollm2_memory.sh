@@ -3,18 +3,23 @@
 # the H200 and what each run is to show). Everything runs in the background; results land in
 # $RESULTS (metrics.jsonl of every run, eval summaries, one log per run, chain.log).
 #
-# Phase 0, alone: bench/profile_pretrain.py (where a step's time goes, at batch 128 and 256).
-# Phase 1 (the third lease's plan, after 2026-12-03 showed QA ignoring a memory that pretraining had
-# filled): amortizer pretraining at batch BIG_BATCH (128), float memory and the G = 4 cosine code space.
-# FLOOR=1 retrains the closed-book floor (F1 7.7 on 2026-12-03), PARAGRAPH=1 the paragraph ceiling.
-# Phase 2: QA meta-training with --memory-query reconstruct (the prefix restates the memory as in
-# pretraining; the LM reads the question in its prompt), every question on its own paragraph; the
-# question-query mode beside it; then each run's oracle row (and bank row for the question mode) on
-# dev part A and bench/qa_memory_gap.py (QA loss with own / zero / other paragraph's memory).
+# The fourth lease's plan, after the third showed float memory read through the reconstruction query
+# doubling the closed-book floor (oracle F1 15.0 vs 7.7) while the G = 4 cosine code space kept a third
+# of the float memory's pretraining gap, and bench/posthoc_quantize.py (CPU) showed plain product
+# quantization of that float run's vectors keeping more than the trained code space did:
+# Phase 0 (optional, PROFILE=1): bench/profile_pretrain.py alone.
+# Phase 1: compressed pretraining *from the float run* (FROM_FULL: its checkpoint, carried from the CPU
+# machine; without it the float run is pretrained first) with summed codes (--code-combine sum,
+# G·d = 576: it starts as k-means PQ of the float vectors), for each G of PQ_GROUPS; beside them the
+# float run continued (pre-full2).
+# Phase 2: QA with --memory-query reconstruct, every question on its own paragraph, from each phase-1
+# run; then each run's oracle row, its bank row with BM25 retrieval of RETRIEVE paragraphs (--retriever
+# bm25: the reconstruction query needs the question's paragraph found first), and
+# bench/qa_memory_gap.py.
 #
 # Scale knobs (environment): PRE_MIN, QA_MIN (minutes), PRE_BATCH, QA_BATCH, EVAL_DOCS, PRE_STEPS,
 # QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY, BIG_BATCH, QA_EPOCHS,
-# PROFILE_BATCHES, PROFILE_STEPS.
+# PROFILE_BATCHES, PROFILE_STEPS, PQ_GROUPS, PQ_LR, RETRIEVE, FROM_FULL.
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-.data}
@@ -35,6 +40,9 @@ QA_EPOCHS=${QA_EPOCHS:-8}  # an upper bound: QA_MIN stops the run first on the H
 EVAL_BATCH=${EVAL_BATCH:-64}
 EVAL_CHUNKS=${EVAL_CHUNKS:-128}
 LOG_EVERY=${LOG_EVERY:-50}
+PQ_GROUPS=${PQ_GROUPS:-2 4 8}  # codes per vector: 27, 54, 108 bytes per document (K = 12, 9 bits)
+PQ_LR=${PQ_LR:-3e-4}
+RETRIEVE=${RETRIEVE:-1}
 mkdir -p "$RUNS" "$RESULTS"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 mbc() { python3 -c 'from mbc.cli import main; main()' "$@"; }
@@ -58,10 +66,15 @@ pretrain() {  # name, extra args
   cp "$RUNS/$name/metrics.jsonl" "$RESULTS/$name.metrics.jsonl" 2>/dev/null
 }
 
-evaluate() {  # run name, memory, bank|oracle
-  local name=$1 memory=$2 bank=$3
+evaluate() {  # run name, memory, bank: oracle | bank (the whole bank) | bm25 (RETRIEVE paragraphs by BM25)
+  local name=$1 memory=$2 bank=$3 how
+  case $bank in
+    oracle) how="--oracle" ;;
+    bm25) how="--no-oracle --retrieve $RETRIEVE --retriever bm25" ;;
+    *) how="--no-oracle" ;;
+  esac
   mbc eval --checkpoint "$RUNS/$name/checkpoints/last" --data "$DEV" --format squad --num-docs "$EVAL_DOCS" \
-    --memory "$memory" $([ "$bank" = oracle ] && echo --oracle || echo --no-oracle) --batch-size "$EVAL_BATCH" --bf16 --base-lm "$BASE" --out "$RESULTS/eval-$name" \
+    --memory "$memory" $how --batch-size "$EVAL_BATCH" --bf16 --base-lm "$BASE" --out "$RESULTS/eval-$name" \
     > "$RESULTS/eval-$name-$memory-$bank.log" 2>&1
   note "eval $name $memory $bank rc=$?"
 }
@@ -95,25 +108,33 @@ qa() {  # name, pretrained run, memory, banks (oracle | "oracle bank"), extra tr
 note "converting the GGUF once (every run then finds it in \$MBC_CACHE_DIR)"
 python3 -c "import sys; from learner.model.gguf_source import resolve_lm_source; print(resolve_lm_source(sys.argv[1]))" \
   "$BASE" >> "$RESULTS/chain.log" 2>&1 || { note "cannot convert $BASE"; exit 3; }
-note "phase 0: where a pretraining step's time goes (alone on the GPU)"
-python3 bench/profile_pretrain.py --base-lm "$BASE" --data "$REUTERS" --batches "${PROFILE_BATCHES:-128,256}" \
-  --steps "${PROFILE_STEPS:-4}" --warmup 2 --profile-steps 2 --out "$RESULTS/profile_pretrain.json" \
-  > "$RESULTS/profile_pretrain.log" 2>&1
-note "profile rc=$?"
+if [ "${PROFILE:-0}" = 1 ]; then
+  note "phase 0: where a pretraining step's time goes (alone on the GPU)"
+  python3 bench/profile_pretrain.py --base-lm "$BASE" --data "$REUTERS" --batches "${PROFILE_BATCHES:-128,256}" \
+    --steps "${PROFILE_STEPS:-4}" --warmup 2 --profile-steps 2 --out "$RESULTS/profile_pretrain.json" \
+    > "$RESULTS/profile_pretrain.log" 2>&1
+  note "profile rc=$?"
+fi
+R="--batch-size $BIG_BATCH"
+if [ -n "${FROM_FULL:-}" ] && [ -f "$FROM_FULL/model.safetensors" ]; then
+  note "float run: $FROM_FULL (carried)"
+else
+  note "phase 1a: the float run first (no FROM_FULL)"
+  pretrain pre-full --memory full $R --lr 6e-4
+  FROM_FULL=$RUNS/pre-full
+fi
 note "phase 1"
 PIDS=()
-R="--batch-size $BIG_BATCH --lr 6e-4"  # 2026-12-03: twice the batch opened the gap fastest
-pretrain pre-full --memory full $R & PIDS+=($!)
-pretrain pre-g4cos --memory compressed --code-dim 32 --codes-per-vector 4 --code-cosine $R & PIDS+=($!)
-[ "${PARAGRAPH:-0}" = 1 ] && baseline paragraph base-paragraph &
+pretrain pre-full2 --memory full $R --lr 6e-4 --init-from "$FROM_FULL" & PIDS+=($!)
+for g in $PQ_GROUPS; do  # summed codes, G·d = D = 576: the first step is k-means PQ of the float vectors
+  pretrain "pre-pq$g" --memory compressed --codes-per-vector "$g" --code-dim $((576 / g)) --no-code-cosine \
+    --code-combine sum --init-from "$FROM_FULL" $R --lr "$PQ_LR" & PIDS+=($!)
+done
 [ "${FLOOR:-0}" = 1 ] && baseline none base-none-r32 --lora-r 32 --lora-last-n 30 &  # F1 7.7 on 2026-12-03
 wait "${PIDS[@]}"
 note "phase 2"
-# reconstruct: the prefix is the memory's own reconstruction prefix, the question in the LM's prompt;
-# every question on its own paragraph (a bank needs retrieval first: issue 20)
-qa qa-full-rq pre-full full oracle --memory-query reconstruct --oracle-fraction 1.0 &
-qa qa-g4cos-rq pre-g4cos compressed oracle --memory-query reconstruct --oracle-fraction 1.0 &
-qa qa-g4cos-rq-lr pre-g4cos compressed oracle --memory-query reconstruct --oracle-fraction 1.0 --lr 3e-4 &
-qa qa-g4cos-q pre-g4cos compressed "oracle bank" &  # the question-query mode, from the longer pretraining
+RQ="--memory-query reconstruct --oracle-fraction 1.0"
+qa qa-full2-rq pre-full2 full "oracle bm25" $RQ &
+for g in $PQ_GROUPS; do qa "qa-pq$g-rq" "pre-pq$g" compressed "oracle bm25" $RQ & done
 wait
 note "done"

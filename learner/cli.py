@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal
 import typer
 
 from corpora.formats import QAFormat
-from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, code_space_of, with_code_space
+from learner.cli_options import (
+    CodeCombineOption,
+    CodeCosine,
+    CodeDim,
+    CodesPerVector,
+    code_space_of,
+    with_code_space,
+)
 from learner.data.synth.cli import synth
 from learner.eval.cli import FORMAT_HELP, evaluate
 from learner.model.config import PRESETS, MemoryQuery, TrainMemoryMode
@@ -102,6 +109,7 @@ def train(
     codes_per_vector: CodesPerVector = None,
     code_dim: CodeDim = None,
     code_cosine: CodeCosine = None,
+    code_combine: CodeCombineOption = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs. [default: the preset's]")] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Documents with gradients per micro-batch. [default: the preset's]")
@@ -228,7 +236,7 @@ def train(
             tokenizer_vocab_size=tokenizer_vocab_size,
         ),
     )
-    mcfg = with_code_space(p.model, codes_per_vector, code_dim, code_cosine)
+    mcfg = with_code_space(p.model, codes_per_vector, code_dim, code_cosine, code_combine)
     if init_from is not None and not resume:
         from learner.checkpoint import read_meta, resolve_checkpoint
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from learner.model.config import ModelConfig
+from learner.model.config import CodeCombine, ModelConfig
 
 CodesPerVector = Annotated[
     int | None,
@@ -31,13 +31,29 @@ CodeCosine = Annotated[
         show_default=False,
     ),
 ]
+CodeCombineOption = Annotated[
+    CodeCombine | None,
+    typer.Option(
+        "--code-combine",
+        help="rows: every code decodes to a memory row (K·G rows per document, exact counts aggregation); "
+        "sum: a vector's G codes add up to one row (product quantization; with G·d = D it starts as plain "
+        "PQ of a float-memory checkpoint's vectors; read with --oracle or --retrieve). Default: the preset's.",
+        show_default=False,
+    ),
+]
 
 
 def with_code_space(
-    cfg: ModelConfig, codes_per_vector: int | None, code_dim: int | None, cosine: bool | None
+    cfg: ModelConfig,
+    codes_per_vector: int | None,
+    code_dim: int | None,
+    cosine: bool | None,
+    combine: CodeCombine | None = None,
 ) -> ModelConfig:
     """``cfg`` with the quantizer options given on the command line (None keeps the preset's)."""
     changes: dict[str, object] = {}
+    if combine is not None:
+        changes["code_combine"] = combine
     if codes_per_vector is not None:
         changes["codes_per_vector"] = codes_per_vector
     if code_dim is not None:
@@ -47,7 +63,14 @@ def with_code_space(
     return dataclasses.replace(cfg, **changes).validate()  # type: ignore[arg-type]
 
 
-CODE_FIELDS = ("codebook_size", "codes_per_vector", "code_dim", "code_standardize", "code_cosine")
+CODE_FIELDS = (
+    "codebook_size",
+    "codes_per_vector",
+    "code_dim",
+    "code_standardize",
+    "code_cosine",
+    "code_combine",
+)
 
 
 def code_space_of(source: ModelConfig, cfg: ModelConfig) -> ModelConfig:

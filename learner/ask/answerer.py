@@ -24,7 +24,7 @@ from learner.ask.retrieval import (
     retrieved_codes,
 )
 from learner.checkpoint import load_checkpoint
-from learner.errors import BlankQuestion
+from learner.errors import BlankQuestion, CheckpointError
 from learner.inference.answer import DecodeConfig, answer_questions
 from learner.inference.device import pick_device, sync
 from learner.model.memory import Aggregation, Memory, count_codes, memory_from_counts, memory_naive
@@ -72,6 +72,12 @@ class Answerer:
         """``cite``: how many documents a whole-slice answer (``retrieve=0``) cites at most."""
         self.device = pick_device(device)
         self.model, tokenizers, _ = load_checkpoint(checkpoint, self.device)
+        if not self.model.codebook.per_code_rows:
+            raise CheckpointError(
+                f"{checkpoint}: its codes add up per vector (code_combine='sum'), so a stored code has no "
+                "memory row of its own, which counts aggregation, retrieval queries and citations need; "
+                "`mbc eval --oracle` reads it, serving it is not built yet"
+            )
         self.model.eval()
         self.texts = TextBatcher(tokenizers, self.model.config)
         self.store = store

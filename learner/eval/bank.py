@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import Tensor
 
+from learner.model.memory import memory_naive
 from memory_store.codec import CODE_FORMAT_VERSION, encode_codebook, unpack_codes_batch
 
 
@@ -23,7 +24,8 @@ class Bank:
     versions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,)
     vectors: Tensor | None = None  # full: (N, K, D) float32 on CPU
     codebooks: dict[int, Tensor] = field(default_factory=dict)  # stored versions (G·C, d)
-    rows: dict[int, Tensor] = field(default_factory=dict)  # their memory rows (G·C, D)
+    rows: dict[int, Tensor] = field(default_factory=dict)  # their memory rows (G·C, D), per-code rows only
+    decoded: Tensor | None = None  # compressed, summed codes (code_combine="sum"): (N, K, D) decoded rows
     text_bytes: int = 0  # paragraph: the documents' UTF-8 bytes (what that row keeps per document)
 
     @property
@@ -37,6 +39,17 @@ class Bank:
     @property
     def codebook_bytes(self) -> int:
         return sum(len(encode_codebook(v.cpu().numpy())) for v in self.codebooks.values())
+
+    def document_rows(self, positions: np.ndarray) -> Tensor:
+        """Memory rows (n, R, D) of the documents at ``positions`` (n,), as stored: the float vectors
+        (full), the decoded codes of summed codebooks, or every stored code's row (one per code)."""
+        if self.vectors is not None:
+            return self.vectors[positions]
+        if self.decoded is not None:
+            return self.decoded[positions]
+        picked = self.codes()[positions]  # (n, K·G)
+        rows = memory_naive(picked, self.versions[positions], self.rows).vectors  # (n·K·G, D)
+        return rows.view(len(positions), picked.shape[1], -1)
 
     def codes(self) -> np.ndarray:
         """Unpack the stored blobs -> (N, K·G) code indices."""

@@ -21,6 +21,7 @@ from learner.settings import setup_learner as _setup
 FORMAT_HELP = "Dataset format (auto: from the extension and the CSV header)."
 EvalMemory = Literal["compressed", "full", "none", "paragraph"]
 Decoding = Literal["greedy", "paper"]
+Retriever = Literal["keys", "bm25"]  # learner.eval.online.RETRIEVERS
 
 
 def evaluate(
@@ -69,10 +70,17 @@ def evaluate(
         int,
         typer.Option(
             min=0,
-            help="Each question's memory: the K bank documents its query retrieves (FAISS over document "
-            "keys, as mbc ask --retrieve); reports recall_at_k. 0: the whole bank. Needs --memory compressed.",
+            help="Each question's memory: the K bank documents it retrieves (see --retriever); reports "
+            "recall_at_k. 0: the whole bank.",
         ),
     ] = 0,
+    retriever: Annotated[
+        Retriever,
+        typer.Option(
+            help="How --retrieve ranks the bank: keys (FAISS over the stored documents' keys, as mbc ask "
+            "--retrieve; --memory compressed) or bm25 (the documents' text; any memory)."
+        ),
+    ] = "keys",
     base_lm: Annotated[
         str | None,
         typer.Option(
@@ -118,11 +126,13 @@ def evaluate(
         preset=meta.model.preset,
         oracle=oracle,
         retrieve=retrieve,
+        retriever=retriever,
     )
     report.summary["checkpoint"] = str(checkpoint)
     report.summary["from_scratch"] = meta.init == "scratch"
     out_dir = out or Path(checkpoint) / "eval"
-    bank = "oracle" if oracle else (f"retrieve{retrieve}" if retrieve else aggregation)
+    bm25 = "bm25" if retriever == "bm25" else ""
+    bank = "oracle" if oracle else (f"retrieve{retrieve}{bm25}" if retrieve else aggregation)
     stem = f"{memory}-{bank}-{report.summary['num_docs']}docs-{dec.name}"
     csv_path, json_path = write_report(report, out_dir, stem)
     report.summary["questions_csv"], report.summary["summary_json"] = str(csv_path), str(json_path)

@@ -33,6 +33,7 @@ import torch
 from corpora.types import QADataset, QADocument, QAExample
 from learner.errors import CheckpointError, ConfigValueError
 from learner.eval.bank import Bank
+from learner.eval.bm25 import BM25
 from learner.eval.retrieval import recall_at_k, retrieve_for, retrieved_memory
 from learner.eval.squad_metrics import best_over
 from learner.inference.answer import DecodeConfig, answer_questions
@@ -50,6 +51,10 @@ from learner.model.memory import (
 from learner.model.precision import needs_autocast
 from learner.text.tokenizers import Tokenizers
 from memory_store.codec import CODE_FORMAT_VERSION, pack_codes_batch
+
+# How --retrieve ranks the bank: "keys", the store's own retrieval (document keys and the model's
+# queries, learner.eval.retrieval); "bm25", the documents' text (learner.eval.bm25), for any memory
+RETRIEVERS: tuple[str, ...] = ("keys", "bm25")
 
 
 @torch.no_grad()
@@ -78,7 +83,11 @@ def adapt(
         )
         bank.versions = np.full(len(docs), version, dtype=np.int64)
         bank.codebooks = {version: vectors.float()}
-        bank.rows = {version: model.codebook.memory_rows(vectors).float()}
+        if model.codebook.per_code_rows:
+            bank.rows = {version: model.codebook.memory_rows(vectors).float()}
+        else:  # summed codes: each document's rows decoded from what it stored
+            stored = torch.from_numpy(bank.codes())
+            bank.decoded = model.codebook.document_rows(stored, vectors).float().cpu()  # (N, K, D)
     else:
         bank.vectors = torch.cat(vec_parts)
     return bank
@@ -88,9 +97,8 @@ def bank_memory(bank: Bank, aggregation: Aggregation, device: torch.device) -> M
     """The memory the aggregator attends over, built from what the bank stored."""
     if bank.mode in ("none", "paragraph"):
         return None
-    if bank.mode == "full":
-        assert bank.vectors is not None
-        return memory_full(bank.vectors.to(device))
+    if bank.mode == "full" or bank.decoded is not None:  # per-document rows: every one attended
+        return memory_full(bank.document_rows(np.arange(bank.num_docs)).to(device))
     codes = bank.codes()
     if aggregation == "counts":
         return memory_from_counts(count_codes(codes, bank.versions), bank.rows, device)
@@ -99,13 +107,8 @@ def bank_memory(bank: Bank, aggregation: Aggregation, device: torch.device) -> M
 
 def oracle_memory(bank: Bank, doc_index: Sequence[int]) -> Memory:
     """Per-question memory (Q, R, D): question q sees only the rows of its own document
-    ``doc_index[q]`` (R = K float vectors, or K·G decoded codes), as stored."""
-    idx = torch.as_tensor(list(doc_index), dtype=torch.int64)
-    if bank.mode == "full":
-        assert bank.vectors is not None
-        return Memory(bank.vectors[idx])  # (Q, K, D)
-    per_doc = memory_naive(bank.codes(), bank.versions, bank.rows).vectors  # (N·R, D)
-    return Memory(per_doc.view(bank.num_docs, bank.stored_codes, -1)[idx])  # (Q, R, D)
+    ``doc_index[q]`` (R = K float vectors, K·G decoded codes, or K summed ones), as stored."""
+    return Memory(bank.document_rows(np.asarray(list(doc_index), dtype=np.int64)))  # (Q, R, D)
 
 
 @dataclass
@@ -130,6 +133,7 @@ def online_eval(
     preset: str | None = None,
     oracle: bool = False,
     retrieve: int = 0,
+    retriever: str = "keys",
 ) -> EvalReport:
     """Adapt on the first ``num_docs`` documents of ``data``, then answer all their questions
     (against the whole bank, with ``retrieve`` > 0 against the ``retrieve`` documents each question
@@ -146,9 +150,21 @@ def online_eval(
         raise ConfigValueError(
             f"--retrieve must be 0 (the whole bank) or a number of documents, got {retrieve}"
         )
-    if retrieve and (memory != "compressed" or oracle):
+    if retriever not in RETRIEVERS:
+        raise ConfigValueError(f"--retriever must be one of {', '.join(RETRIEVERS)}, got {retriever!r}")
+    if retrieve and oracle:
+        raise ConfigValueError("--retrieve reads the documents a question retrieves: give --no-oracle")
+    if retrieve and retriever == "keys" and memory != "compressed":
         raise ConfigValueError(
-            "--retrieve needs --memory compressed and --no-oracle (it retrieves stored codes)"
+            "--retrieve with --retriever keys needs --memory compressed (it ranks stored codes); "
+            "--retriever bm25 ranks the documents' text for any memory"
+        )
+    if retrieve and memory not in ("compressed", "full"):
+        raise ConfigValueError("--retrieve needs --memory compressed or full")
+    if retrieve and retriever == "keys" and not model.codebook.per_code_rows:
+        raise ConfigValueError(
+            "this checkpoint's codes add up per vector (code_combine='sum'): they have no rows of their "
+            "own to build retrieval queries from; use --retriever bm25"
         )
     decode = decode or DecodeConfig(max_new_tokens=model.config.max_answer_tokens)
     bf16 = bf16 or needs_autocast(model)  # bf16 frozen base weights (learner.model.precision)
@@ -169,10 +185,17 @@ def online_eval(
     positions = None
     with timed(device, infer_t):
         mem: Memory | None
-        if retrieve:
+        if retrieve and retriever == "bm25":
+            bm25 = BM25([d.text for d in docs])
+            tops = [bm25.top(e.question, retrieve) for e in examples]
+            positions = (
+                np.stack(tops) if tops else np.zeros((0, min(retrieve, len(docs))), np.int64)
+            )  # (Q, k)
+        elif retrieve:
             positions = retrieve_for(
                 model, encoder.texts, bank, [e.question for e in examples], retrieve, device
             )
+        if positions is not None:
             preds = _answer_retrieved(
                 model, encoder, bank, examples, positions, decode, batch_size, device, bf16
             )
@@ -225,9 +248,10 @@ def online_eval(
         "memory": memory,
         "bank": "oracle" if oracle else ("all" if memory in ("compressed", "full") else None),
         "retrieve": retrieve,
+        "retriever": retriever if retrieve else None,
         "recall_at_k": None if positions is None else recall_at_k(positions, _gold(docs, examples)),
         "trained_memory": model.train_memory,
-        "aggregation": aggregation if memory == "compressed" and not oracle else None,
+        "aggregation": _aggregation_name(model, memory, oracle, aggregation),
         "decoding": decode.name,
         "preset": preset or model.config.preset,
         "device": str(device),
@@ -239,6 +263,14 @@ def online_eval(
         "bf16": bf16,
     }
     return EvalReport(summary, rows)
+
+
+def _aggregation_name(model: MBCModel, memory: str, oracle: bool, aggregation: Aggregation) -> str | None:
+    """What the summary calls the aggregation: None without a compressed bank, "per-document" for
+    summed codes (every document's decoded rows; there are no per-code rows to count)."""
+    if memory != "compressed" or oracle:
+        return None
+    return aggregation if model.codebook.per_code_rows else "per-document"
 
 
 def _gold(docs: Sequence[QADocument], examples: Sequence[QAExample]) -> list[int]:

@@ -19,7 +19,7 @@ import torch
 from learner.ask.retrieval import query_vectors
 from learner.eval.bank import Bank
 from learner.model.mbc import MBCModel
-from learner.model.memory import Memory, memory_naive
+from learner.model.memory import Memory
 from learner.text.batching import TextBatcher, pad
 from memory_store.doc_keys import KeyIndex, document_keys
 
@@ -66,12 +66,9 @@ def _searcher(
 def retrieved_memory(bank: Bank, positions: npt.NDArray[np.int64], device: torch.device) -> Memory:
     """Per-question memory (Q, k·R, D): every stored code of each question's retrieved documents
     (one row per code: the naive form, equal to the counts aggregation over those documents)."""
-    codes = bank.codes()  # (N, R)
     q, k = positions.shape
-    picked = codes[positions.reshape(-1)]  # (Q·k, R)
-    versions = bank.versions[positions.reshape(-1)]
-    rows = memory_naive(picked, versions, bank.rows).vectors  # (Q·k·R, D)
-    return Memory(rows.view(q, k * codes.shape[1], -1).to(device))
+    rows = bank.document_rows(positions.reshape(-1))  # (Q·k, R, D)
+    return Memory(rows.reshape(q, k * rows.shape[1], -1).to(device))
 
 
 def recall_at_k(positions: npt.NDArray[np.int64], gold: Sequence[int]) -> float:

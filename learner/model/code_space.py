@@ -17,6 +17,13 @@ row of size D by its group's learned map ``up_g`` — the aggregator attends ove
 Every memory row is a function of (group, code) alone, so the exact counts aggregation of
 docs/DESIGN.md §3a stays exact: count per (version, group, code).
 
+``combine="sum"`` (ModelConfig.code_combine) makes it product quantization proper: a vector's G decoded
+codes add up to one memory row, mapped back out of the standardized space (slot_mean + std ⊙ Σ_g
+up_g(e_g)), K rows per document. With G·d = D the maps start as the identity and block embeddings, so
+the first forward is plain PQ of the standardized vector: started from a float-memory checkpoint, the
+memory keeps what a k-means PQ keeps of its vectors (bench/posthoc_quantize.py), where the ``rows`` form
+must learn its decoder from scratch. Rows are then per document, not per code.
+
 The statistics are buffers (in the checkpoint, updated as an EMA by training forwards only, frozen
 for serving); ``down``/``up`` are trained. The codebook versions the worker publishes live in the
 code space; their memory rows are ``rows(vectors)``.
@@ -46,12 +53,14 @@ class CodeSpace(nn.Module):
         code_dim: int,
         standardize: bool = True,
         cosine: bool = True,
+        combine: str = "rows",
         momentum: float = 0.01,
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.dim, self.slots, self.groups, self.code_dim = dim, slots, groups, code_dim
         self.standardize, self.cosine, self.momentum, self.eps = standardize, cosine, momentum, eps
+        self.combine = combine
         self.register_buffer("slot_mean", torch.zeros(slots, dim))
         self.register_buffer("slot_var", torch.ones(slots, dim))
         self.register_buffer("stats_ready", torch.zeros((), dtype=torch.bool))
@@ -59,9 +68,29 @@ class CodeSpace(nn.Module):
         self.up_w = nn.Parameter(torch.empty(groups, code_dim, dim))
         self.up_b = nn.Parameter(torch.zeros(groups, dim))
         if self.up_w.device.type != "meta":
-            nn.init.orthogonal_(self.down.weight)  # every group sees independent directions
-            nn.init.normal_(self.up_w, std=1.0 / math.sqrt(code_dim))
-            nn.init.normal_(self.up_b, std=0.02)  # groups distinguishable from the start
+            self.reset_maps()
+
+    @property
+    def is_pq(self) -> bool:
+        """Summed groups that tile the vector exactly (G·d = D): the maps can start as plain PQ."""
+        return self.combine == "sum" and self.groups * self.code_dim == self.dim
+
+    @torch.no_grad()
+    def reset_maps(self) -> None:
+        """Initial ``down``/``up``. Product quantization (:attr:`is_pq`): ``down`` the identity and
+        ``up_g`` the embedding of block g, so that at the start decode(quantize(z)) is the PQ
+        reconstruction of the standardized z — a float-memory checkpoint's vectors keep what a
+        k-means PQ keeps of them (bench/posthoc_quantize.py). Otherwise random: orthogonal ``down``
+        (every group sees independent directions), small random ``up`` and per-group biases."""
+        if self.is_pq:
+            self.down.weight.copy_(torch.eye(self.dim))
+            blocks = torch.eye(self.dim).view(self.groups, self.code_dim, self.dim)  # (G, d, D)
+            self.up_w.copy_(blocks)
+            self.up_b.zero_()
+            return
+        nn.init.orthogonal_(self.down.weight)
+        nn.init.normal_(self.up_w, std=1.0 / math.sqrt(self.code_dim))
+        nn.init.normal_(self.up_b, std=0.02)  # groups distinguishable from the start
 
     @torch.no_grad()
     def set_stats(self, z: Tensor) -> None:
@@ -93,11 +122,22 @@ class CodeSpace(nn.Module):
         return F.normalize(x, dim=-1) if self.cosine else x
 
     def decode(self, e: Tensor) -> Tensor:
-        """Code-space vectors (..., G, d) -> memory rows (..., G, D)."""
-        return torch.einsum("...gd,gdo->...go", e, self.up_w.to(e.dtype)) + self.up_b.to(e.dtype)
+        """Code-space vectors (..., G, d) -> memory rows: (..., G, D) one per code (``rows``); with
+        ``sum``, e is (N, K, G, d) and the groups add up to one row per vector, mapped back out of the
+        standardized space: slot_mean + std ⊙ Σ_g up_g(e_g) -> (N, K, D)."""
+        rows = torch.einsum("...gd,gdo->...go", e, self.up_w.to(e.dtype)) + self.up_b.to(e.dtype)
+        if self.combine == "rows":
+            return rows
+        x = rows.float().sum(-2)  # (N, K, D)
+        if self.standardize:
+            x = x * torch.sqrt(self.slot_var + self.eps) + self.slot_mean
+        return x.to(e.dtype)
 
     def rows(self, vectors: Tensor) -> Tensor:
-        """A codebook (G·C, d), group-major -> its memory rows (G·C, D)."""
+        """A codebook (G·C, d), group-major -> its memory rows (G·C, D). Only for ``rows``: summed codes
+        have no row of their own (a document's rows are :meth:`decode` of its G codes per vector)."""
+        if self.combine != "rows":
+            raise ValueError('code_combine="sum": codes have no memory row of their own; decode documents')
         book = vectors.reshape(self.groups, -1, self.code_dim)  # (G, C, d)
         out = torch.einsum("gcd,gdo->gco", book.float(), self.up_w.float()) + self.up_b.float()[:, None]
         return out.reshape(-1, self.dim)  # (G·C, D)

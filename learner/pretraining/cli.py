@@ -12,7 +12,7 @@ from typing import Annotated, Literal, cast
 import typer
 
 from corpora.formats import TEXT_FORMATS
-from learner.cli_options import CodeCosine, CodeDim, CodesPerVector, with_code_space
+from learner.cli_options import CodeCombineOption, CodeCosine, CodeDim, CodesPerVector, with_code_space
 from learner.settings import setup_learner
 
 PRESET_HELP = "Model preset (smollm2-135m is the one this was built for; any pretrained-LM preset works)."
@@ -61,6 +61,14 @@ def pretrain_amortizer(
     codes_per_vector: CodesPerVector = None,
     code_dim: CodeDim = None,
     code_cosine: CodeCosine = None,
+    code_combine: CodeCombineOption = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from this checkpoint's weights (a run folder or checkpoint), its quantizer excepted: "
+            "e.g. a --memory full run, then --memory compressed quantizes what it learned to write."
+        ),
+    ] = None,
     max_texts: Annotated[int | None, typer.Option(help="Use only the first N texts of --data.")] = None,
     max_minutes: Annotated[
         float | None, typer.Option(help="Stop in time to save `last` within this many minutes.")
@@ -93,7 +101,9 @@ def pretrain_amortizer(
     from learner.pretraining.run import AmortizerPretrainer
 
     setup_learner()
-    model_cfg = with_code_space(get_preset(preset).model, codes_per_vector, code_dim, code_cosine)
+    model_cfg = with_code_space(
+        get_preset(preset).model, codes_per_vector, code_dim, code_cosine, code_combine
+    )
     if memory not in ("compressed", "full"):
         raise ConfigValueError("--memory must be compressed or full")
     if max_texts is not None and max_texts < 1:
@@ -113,7 +123,11 @@ def pretrain_amortizer(
         seed=seed,
     ).validate()
     texts = load_texts(data, data_format)[:max_texts]
-    trainer = AmortizerPretrainer(run_dir, model_cfg, cfg, texts, base_lm, resume=resume, progress=progress)
+    if init_from is not None and resume:
+        raise ConfigValueError("--init-from starts a fresh run; --resume continues one: give one of them")
+    trainer = AmortizerPretrainer(
+        run_dir, model_cfg, cfg, texts, base_lm, resume=resume, progress=progress, init_from=init_from
+    )
     result = trainer.run(max_minutes=max_minutes)
     out = {
         "run_dir": str(run_dir),

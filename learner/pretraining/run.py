@@ -57,6 +57,7 @@ from learner.pretraining.batches import (
 from learner.pretraining.objective import PretrainConfig, memory_gap, pretrain_loss
 from learner.training.deadline import Deadline
 from learner.training.init import build_for_training
+from learner.training.init_from import init_weights_from
 from learner.training.spec import RunSpec, adam, seed_everything, warmup_then_constant
 
 log = get_logger("learner.pretraining.run")
@@ -91,7 +92,11 @@ class AmortizerPretrainer:
         resume: bool = False,
         progress: bool = True,
         device: torch.device | None = None,
+        init_from: Path | None = None,
     ) -> None:
+        """``init_from`` (a fresh run only): start from another checkpoint's weights, the quantizer's
+        own excepted (``codebook.*``: a compressed run on a float-memory run's amortizer gets its
+        codebook by k-means over that amortizer's vectors)."""
         self.run_dir, self.progress = Path(run_dir), progress
         self.ckpt = self.run_dir / "checkpoints" / "last"
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -112,6 +117,8 @@ class AmortizerPretrainer:
             seed_everything(cfg.seed)
             spec = RunSpec(self.run_dir, model_cfg, TrainConfig(memory=cfg.memory), "pretrained", lm_source)
             model, self.tok, self.lm_source = build_for_training(spec, QADataset("none"), progress)
+            if init_from is not None:
+                init_weights_from(model, init_from, self.lm_source or lm_source, skip=("codebook.",))
             self.identity = identity_of(self.lm_source) if self.lm_source else None
             self.state, self.model_cfg = PretrainState(), model_cfg
         self.cfg = cfg.validate()

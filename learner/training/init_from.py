@@ -28,9 +28,11 @@ from learner.model.mbc import MBCModel
 log = get_logger("learner.training.init_from")
 
 
-def init_weights_from(model: MBCModel, path: Path, lm_source: str | None) -> Path:
+def init_weights_from(model: MBCModel, path: Path, lm_source: str | None, skip: tuple[str, ...] = ()) -> Path:
     """Copy the stored weights of checkpoint ``path`` (a checkpoint folder, or a run folder: its
-    ``checkpoints/last``) into ``model`` in place; returns the checkpoint folder used."""
+    ``checkpoints/last``) into ``model`` in place; returns the checkpoint folder used. Tensors whose
+    names start with one of ``skip`` keep the model's own values (e.g. ``("codebook.",)``: a new
+    quantizer on a float-memory checkpoint)."""
     path = resolve_checkpoint(Path(path), "last")
     meta = read_meta(path)
     if meta.model.encoder != model.config.encoder or meta.model.preset != model.config.preset:
@@ -45,9 +47,12 @@ def init_weights_from(model: MBCModel, path: Path, lm_source: str | None) -> Pat
         aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
     for alias, target in aliases.items():
         state[alias] = state[target]
+    state = {k: t for k, t in state.items() if not k.startswith(skip)} if skip else state
     own = model.state_dict()
     wrong = [k for k, t in state.items() if k not in own or own[k].shape != t.shape]
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    trainable = {
+        n for n, p in model.named_parameters() if p.requires_grad and not (skip and n.startswith(skip))
+    }
     missing = sorted(trainable - state.keys())
     if wrong or missing:
         raise CheckpointError(
