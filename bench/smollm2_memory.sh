@@ -9,9 +9,9 @@
 # quantization of that float run's vectors keeping more than the trained code space did:
 # Phase 0 (optional, PROFILE=1): bench/profile_pretrain.py alone.
 # Phase 1: compressed pretraining *from the float run* (FROM_FULL: its checkpoint, carried from the CPU
-# machine; without it the float run is pretrained first) with summed codes (--code-combine sum,
+# machine where one is at hand; without it the float run is pretrained first, phase 1a) with summed codes (--code-combine sum,
 # G·d = 576: it starts as k-means PQ of the float vectors), for each G of PQ_GROUPS; beside them the
-# float run continued (pre-full2).
+# float run's QA.
 # Phase 2: QA with --memory-query reconstruct, every question on its own paragraph, from each phase-1
 # run; then each run's oracle row, its bank row with BM25 retrieval of RETRIEVE paragraphs (--retriever
 # bm25: the reconstruction query needs the question's paragraph found first), and
@@ -19,15 +19,16 @@
 #
 # Scale knobs (environment): PRE_MIN, QA_MIN (minutes), PRE_BATCH, QA_BATCH, EVAL_DOCS, PRE_STEPS,
 # QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY, BIG_BATCH, QA_EPOCHS,
-# PROFILE_BATCHES, PROFILE_STEPS, PQ_GROUPS, PQ_LR, RETRIEVE, FROM_FULL.
+# PROFILE_BATCHES, PROFILE_STEPS, PQ_GROUPS, PQ_LR, RETRIEVE, FROM_FULL, FULL_MIN, KMEANS_CHUNKS.
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-.data}
 BASE=${BASE:-/tmp/base/SmolLM2-135M-Instruct.Q4_1.gguf}
 RUNS=${RUNS:-/tmp/runs}
 RESULTS=${RESULTS:-/tmp/results}
-PRE_MIN=${PRE_MIN:-7}
-QA_MIN=${QA_MIN:-9}
+FULL_MIN=${FULL_MIN:-6}  # phase 1a (the float run, when none is carried)
+PRE_MIN=${PRE_MIN:-6}
+QA_MIN=${QA_MIN:-8}
 PRE_BATCH=${PRE_BATCH:-64}
 BIG_BATCH=${BIG_BATCH:-128}
 QA_BATCH=${QA_BATCH:-48}
@@ -60,7 +61,7 @@ pretrain() {  # name, extra args
   note "start pretrain $name"
   mbc pretrain-amortizer --preset smollm2-135m --base-lm "$BASE" --data "$REUTERS" --format reuters $TEXTS \
     --objective reconstruct --doc-tokens 128 --batch-size "$PRE_BATCH" --lr 3e-4 --warmup-steps 30 \
-    --steps "$PRE_STEPS" --log-every "$LOG_EVERY" --eval-chunks "$EVAL_CHUNKS" --max-minutes "$PRE_MIN" --run-dir "$RUNS/$name" \
+    --steps "$PRE_STEPS" --log-every "$LOG_EVERY" --eval-chunks "$EVAL_CHUNKS" --kmeans-chunks "${KMEANS_CHUNKS:-1024}" --max-minutes "$PRE_MIN" --run-dir "$RUNS/$name" \
     --no-progress "$@" > "$RESULTS/$name.log" 2>&1
   note "end pretrain $name rc=$?"
   cp "$RUNS/$name/metrics.jsonl" "$RESULTS/$name.metrics.jsonl" 2>/dev/null
@@ -95,7 +96,7 @@ qa() {  # name, pretrained run, memory, banks (oracle | "oracle bank"), extra tr
   note "start qa $name from $from"
   mbc train --preset smollm2-135m --init pretrained --base-lm "$BASE" --memory "$memory" --train "$TRAIN" \
     --val "$DEV" --format squad --batch-size "$QA_BATCH" --oracle-fraction 0.5 --eval-every 200 --epochs "$QA_EPOCHS" \
-    --init-from "$RUNS/$from" --max-minutes "$QA_MIN" --run-dir "$RUNS/$name" --no-progress $QA_CAP "$@" \
+    --init-from "$(case $from in /*) echo "$from" ;; *) echo "$RUNS/$from" ;; esac)" --max-minutes "$QA_MIN" --run-dir "$RUNS/$name" --no-progress $QA_CAP "$@" \
     > "$RESULTS/$name.log" 2>&1
   note "end qa $name rc=$?"
   cp "$RUNS/$name/metrics.jsonl" "$RESULTS/$name.metrics.jsonl" 2>/dev/null
@@ -120,12 +121,11 @@ if [ -n "${FROM_FULL:-}" ] && [ -f "$FROM_FULL/model.safetensors" ]; then
   note "float run: $FROM_FULL (carried)"
 else
   note "phase 1a: the float run first (no FROM_FULL)"
-  pretrain pre-full --memory full $R --lr 6e-4
+  pretrain pre-full --memory full $R --lr 6e-4 --max-minutes "$FULL_MIN"
   FROM_FULL=$RUNS/pre-full
 fi
 note "phase 1"
 PIDS=()
-pretrain pre-full2 --memory full $R --lr 6e-4 --init-from "$FROM_FULL" & PIDS+=($!)
 for g in $PQ_GROUPS; do  # summed codes, G·d = D = 576: the first step is k-means PQ of the float vectors
   pretrain "pre-pq$g" --memory compressed --codes-per-vector "$g" --code-dim $((576 / g)) --no-code-cosine \
     --code-combine sum --init-from "$FROM_FULL" $R --lr "$PQ_LR" & PIDS+=($!)
@@ -134,7 +134,7 @@ done
 wait "${PIDS[@]}"
 note "phase 2"
 RQ="--memory-query reconstruct --oracle-fraction 1.0"
-qa qa-full2-rq pre-full2 full "oracle bm25" $RQ &
+qa qa-full-rq "$FROM_FULL" full "oracle bm25" $RQ &  # the float reference (F1 15.0 on the third lease)
 for g in $PQ_GROUPS; do qa "qa-pq$g-rq" "pre-pq$g" compressed "oracle bm25" $RQ & done
 wait
 note "done"
