@@ -32,8 +32,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from learner.model.build import build_model
-from learner.model.config import get_preset
 from learner.model.fast_attention import set_attention
+from learner.model.presets import get_preset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learner_gpu import timed  # the sibling benchmark's CUDA-event timer

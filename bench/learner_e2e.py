@@ -61,7 +61,7 @@ def build_checkpoint(preset_name: str, texts: list[str], out: Path) -> None:
 
     from learner.checkpoint import CheckpointMeta, save_checkpoint
     from learner.model.build import arch_configs, build_model
-    from learner.model.config import get_preset
+    from learner.model.presets import get_preset
     from learner.text.tokenizers import Tokenizers, train_tokenizer
 
     torch.manual_seed(0)

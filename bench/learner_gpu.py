@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import host_machine, torch_machine
 from learner.model.build import build_model
 from learner.model.codebook_math import nearest_codes
-from learner.model.config import get_preset
 from learner.model.memory import Memory, memory_from_counts
+from learner.model.presets import get_preset
 
 T5_SMALL_GFLOP_PER_DOC = 51.5  # docs/DESIGN.md §6: the t5-small encoder+decoder forward at 1,024 tokens
 H200_BF16_PEAK_TFLOPS = 790.0

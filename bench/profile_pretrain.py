@@ -34,7 +34,7 @@ from bench.machine import torch_machine
 from corpora.texts import load_texts
 from infra.errors import MbcError
 from learner.cli_options import with_code_space
-from learner.model.config import get_preset
+from learner.model.presets import get_preset
 from learner.pretraining.objective import PretrainConfig
 from learner.pretraining.run import AmortizerPretrainer
 

@@ -24,7 +24,8 @@ from learner.cli_options import (
 )
 from learner.data.synth.cli import synth
 from learner.eval.cli import FORMAT_HELP, evaluate
-from learner.model.config import PRESETS, MemoryQuery, TrainMemoryMode
+from learner.model.config import MemoryQuery, TrainMemoryMode
+from learner.model.presets import PRESETS
 from learner.pretraining.cli import pretrain_amortizer
 from learner.settings import setup_learner as _setup
 
@@ -46,7 +47,7 @@ def _format_breakdown(title: str, rows: list[tuple[str, int]]) -> str:
 
 def _breakdown_for_preset(name: str) -> str:
     from learner.model.build import build_on_meta, param_breakdown
-    from learner.model.config import get_preset
+    from learner.model.presets import get_preset
 
     model = build_on_meta(get_preset(name).model)
     return _format_breakdown(f"{name} (config shapes, meta device)", param_breakdown(model).rows())
@@ -204,7 +205,7 @@ def train(
     --cpu --num_processes N` starts a single process unless given an MPI hostfile.)
     """
     from learner.errors import ConfigValueError
-    from learner.model.config import get_preset
+    from learner.model.presets import get_preset
 
     settings = _setup()
     if preset not in PRESETS:

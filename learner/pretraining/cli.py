@@ -95,7 +95,7 @@ def pretrain_amortizer(
     """
     from corpora.texts import load_texts
     from learner.errors import ConfigValueError
-    from learner.model.config import get_preset
+    from learner.model.presets import get_preset
     from learner.pretraining.batches import Objective
     from learner.pretraining.objective import PretrainConfig
     from learner.pretraining.run import AmortizerPretrainer

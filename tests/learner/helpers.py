@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from learner.model.config import LMSpec, ModelConfig, T5Spec, get_preset
+from learner.model.config import LMSpec, ModelConfig, T5Spec
 from learner.model.mbc import TrainBatch
+from learner.model.presets import get_preset
 
 WORDS = [
     "alice",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from learner.model.config import PRESETS
+from learner.model.presets import PRESETS
 from mbc.cli import app
 from memory_store.codec import encode_codebook
 from tests.mbc_process import run_mbc

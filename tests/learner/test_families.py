@@ -9,9 +9,10 @@ import pytest
 
 from learner.errors import ConfigValueError, UnknownModelFamily
 from learner.model.base_lm import BaseLM, lm_config_from_spec
-from learner.model.config import LMSpec, get_preset
+from learner.model.config import LMSpec
 from learner.model.families import FAMILIES, family
 from learner.model.lora import apply_kv_lora
+from learner.model.presets import get_preset
 from tests.learner.helpers import tiny_gpt2
 
 MISTRAL = LMSpec("m", "mistral", 32, 2, 4, None, 64, 64, 64, dropout=0.0)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from learner.model.build import build_model
-from learner.model.config import get_preset
 from learner.model.fast_attention import NAME, set_attention, use_fast_attention
+from learner.model.presets import get_preset
 
 
 @pytest.mark.parametrize("padded", [False, True])

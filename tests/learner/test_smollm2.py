@@ -16,11 +16,12 @@ from safetensors import safe_open
 from learner.checkpoint import BaseModelMismatch, CheckpointMeta, load_checkpoint, save_checkpoint
 from learner.model.adapters import KV_ADAPTER, tuner_layers, using_adapter
 from learner.model.build import build_model, build_on_meta, param_breakdown
-from learner.model.config import LMSpec, ModelConfig, get_preset
+from learner.model.config import LMSpec, ModelConfig
 from learner.model.gguf_source import SMOLLM2_SOURCE, BaseIdentity, BaseModelMissing, resolve_lm_source
 from learner.model.mbc import MBCModel
 from learner.model.memory import Memory
 from learner.model.precision import cast_frozen_base, needs_autocast
+from learner.model.presets import get_preset
 from learner.text.tokenizers import Tokenizers, train_tokenizer
 from learner.training.deadline import Deadline
 from tests.learner.helpers import random_batch, small_model_config, tiny_llama

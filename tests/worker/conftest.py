@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def tiny_k() -> int:
     """K (context vectors per document) of the tiny preset the worker tests run."""
-    from learner.model.config import get_preset
+    from learner.model.presets import get_preset
 
     return int(get_preset("tiny").model.num_vectors)
 
@@ -72,7 +72,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from learner.checkpoint import CheckpointMeta, save_checkpoint
     from learner.model.build import arch_configs, build_model
-    from learner.model.config import get_preset
+    from learner.model.presets import get_preset
     from learner.text.tokenizers import Tokenizers, train_tokenizer
 
     torch.manual_seed(0)
