@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from learner.model.config import LMSpec, ModelConfig, T5Spec
+from corpora.qa import load_dataset
+from corpora.types import QADataset
+from learner.data.synth.generator import SynthConfig, write_all
+from learner.model.config import LMSpec, ModelConfig, T5Spec, TrainConfig
 from learner.model.mbc import TrainBatch
 from learner.model.presets import get_preset
 
@@ -108,3 +112,21 @@ def random_batch(n: int, vocab: int = 64, seed: int = 0) -> TrainBatch:
         ones(n, 9, dtype=torch.long),
         labels,
     )
+
+
+# One optimizer step of a small model on a few synthetic people: enough to write a real checkpoint.
+ONE_STEP_TRAIN = TrainConfig(
+    epochs=1,
+    batch_size=4,
+    lr=1e-3,
+    patience=None,
+    val_bank_docs=4,
+    val_max_questions=4,
+    tokenizer_vocab_size=300,
+)
+
+
+def small_synth(root: Path) -> tuple[QADataset, QADataset]:
+    """(train, val) of a small synthetic split written to ``root`` (test.csv too)."""
+    write_all(SynthConfig(pretrain_docs=8, train_docs=16, val_docs=8, test_docs=8, bank_size=4, seed=1), root)
+    return load_dataset(root / "train.csv"), load_dataset(root / "val.csv")

@@ -14,18 +14,16 @@ import torch
 
 from corpora.qa import load_dataset
 from learner.checkpoint import load_checkpoint, resolve_checkpoint
-from learner.data.synth.generator import SynthConfig, write_all
 from learner.errors import CheckpointError, ConfigValueError
 from learner.eval.bm25 import BM25
 from learner.eval.online import adapt, bank_memory, online_eval, oracle_memory
 from learner.inference.encode import DocumentEncoder
 from learner.model.code_space import CodeSpace
 from learner.model.codebook import Codebook
-from learner.model.config import TrainConfig
 from learner.training.init_from import init_weights_from
 from learner.training.spec import RunSpec
 from learner.training.trainer import Trainer
-from tests.learner.helpers import random_batch, small_model_config
+from tests.learner.helpers import ONE_STEP_TRAIN, random_batch, small_model_config, small_synth
 
 D, SLOTS, G, DG = 8, 3, 2, 4  # G·d = D: the PQ start
 
@@ -117,23 +115,13 @@ def test_a_summed_model_trains_through_k_rows_per_document() -> None:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A float-memory run and a summed compressed run on the same synthetic data, one step each."""
     root = tmp_path_factory.mktemp("combine")
-    write_all(SynthConfig(pretrain_docs=8, train_docs=16, val_docs=8, test_docs=8, bank_size=4, seed=1), root)
-    train, val = load_dataset(root / "train.csv"), load_dataset(root / "val.csv")
-    tcfg = TrainConfig(
-        epochs=1,
-        batch_size=4,
-        lr=1e-3,
-        patience=None,
-        val_bank_docs=4,
-        val_max_questions=4,
-        tokenizer_vocab_size=300,
-    )
+    train, val = small_synth(root)
     out = {"data": root}
     for name, memory, cfg in (
         ("full", "full", small_model_config(max_doc_tokens=48)),
         ("sum", "compressed", small_model_config(**SUM)),
     ):
-        spec = RunSpec(root / name, cfg, dataclasses.replace(tcfg, memory=memory))  # type: ignore[arg-type]
+        spec = RunSpec(root / name, cfg, dataclasses.replace(ONE_STEP_TRAIN, memory=memory))  # type: ignore[arg-type]
         Trainer(spec, train, val, resume=False, progress=False).run(max_steps=1)
         out[name] = resolve_checkpoint(root / name, "last")
     return out

@@ -9,19 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from corpora.qa import load_dataset
 from learner.checkpoint import load_checkpoint, resolve_checkpoint
-from learner.data.synth.generator import SynthConfig, write_all
 from learner.errors import ConfigValueError
 from learner.model.build import build_model
-from learner.model.config import TrainConfig
 from learner.model.memory import Memory
 from learner.text.batching import TextBatcher, pad
 from learner.text.queries import RECONSTRUCT, TASK_QUERIES
 from learner.text.tokenizers import Tokenizers, train_tokenizer
 from learner.training.spec import RunSpec
 from learner.training.trainer import Trainer
-from tests.learner.helpers import small_model_config
+from tests.learner.helpers import ONE_STEP_TRAIN, small_model_config, small_synth
 
 QUESTIONS = ["what does alice do", "where does bob live"]
 
@@ -62,20 +59,8 @@ def test_an_unknown_memory_query_is_a_config_error() -> None:
 
 
 def test_the_setting_survives_the_checkpoint(tmp_path: Path) -> None:
-    write_all(
-        SynthConfig(pretrain_docs=8, train_docs=16, val_docs=8, test_docs=8, bank_size=4, seed=1), tmp_path
-    )
-    train, val = load_dataset(tmp_path / "train.csv"), load_dataset(tmp_path / "val.csv")
-    tcfg = TrainConfig(
-        epochs=1,
-        batch_size=4,
-        lr=1e-3,
-        patience=None,
-        val_bank_docs=4,
-        val_max_questions=4,
-        tokenizer_vocab_size=300,
-        oracle_fraction=1.0,
-    )
+    train, val = small_synth(tmp_path)
+    tcfg = dataclasses.replace(ONE_STEP_TRAIN, oracle_fraction=1.0)
     spec = RunSpec(tmp_path / "run", small_model_config(max_doc_tokens=48, memory_query="reconstruct"), tcfg)
     Trainer(spec, train, val, resume=False, progress=False).run(max_steps=1)
     _, _, meta = load_checkpoint(resolve_checkpoint(tmp_path / "run", "last"))
