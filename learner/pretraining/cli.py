@@ -66,7 +66,8 @@ def pretrain_amortizer(
         Path | None,
         typer.Option(
             help="Start from this checkpoint's weights (a run folder or checkpoint), its quantizer excepted: "
-            "e.g. a --memory full run, then --memory compressed quantizes what it learned to write."
+            "e.g. a --memory full run, then --memory compressed quantizes what it learned to write. "
+            "Default: none (the preset's fresh adapters)."
         ),
     ] = None,
     max_texts: Annotated[int | None, typer.Option(help="Use only the first N texts of --data.")] = None,

@@ -207,7 +207,10 @@ def test_eval_retrieve_reads_only_the_retrieved_documents(trained: tuple[Path, P
             "2",
         ],
     )
-    assert r.exit_code != 0 and "--retrieve needs --memory compressed" in str(r.exception or r.output)
+    assert r.exit_code != 0 and "--retriever keys needs --memory compressed" in str(r.exception or r.output)
+    text = _eval(data, run, tmp_path, "--memory", "full", "--retrieve", "2", "--retriever", "bm25")
+    assert text["retriever"] == "bm25" and text["memory"] == "full" and 0.0 <= text["recall_at_k"] <= 1.0  # type: ignore[operator]
+    assert str(text["questions_csv"]).endswith("full-retrieve2bm25-32docs-greedy_questions.csv")
 
 
 def test_user_mistakes_are_one_line_errors(tmp_path: Path) -> None:
