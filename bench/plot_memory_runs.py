@@ -27,6 +27,9 @@ PRETRAIN = {
     "pre-g1cos": "cosine code space, G = 1",
     "pre-g2cos": "cosine code space, G = 2",
     "pre-g8cos": "cosine code space, G = 8",
+    "pre-pq2": "summed PQ from the float run, G = 2 (27 B)",
+    "pre-pq4": "summed PQ from the float run, G = 4 (54 B)",
+    "pre-pq8": "summed PQ from the float run, G = 8 (108 B)",
 }
 
 
@@ -83,7 +86,13 @@ def plot_qa(folder: Path) -> list[tuple[str, float, float, float | None]]:
         ("bank compressed (G=4)", "eval-qa-g4cos/compressed-counts-*_summary.json"),
         ("oracle full", "eval-qa-full*/full-oracle-*_summary.json"),
         ("bank full", "eval-qa-full*/full-counts-*_summary.json"),
+        ("bank full, BM25 top 1", "eval-qa-full-rq/full-retrieve1bm25-*_summary.json"),
     ]
+    for g in (1, 2, 4, 8):  # the fourth lease's summed-PQ runs (reconstruction query)
+        rows.append((f"oracle PQ G={g}", f"eval-qa-pq{g}-rq/compressed-oracle-*_summary.json"))
+        rows.append(
+            (f"bank PQ G={g}, BM25 top 1", f"eval-qa-pq{g}-rq/compressed-retrieve1bm25-*_summary.json")
+        )
     table = []
     for label, pattern in rows:
         s = summary(folder, pattern)
@@ -101,10 +110,13 @@ def plot_qa(folder: Path) -> list[tuple[str, float, float, float | None]]:
 
 
 def plot_curve(folder: Path) -> list[tuple[int, float, float]]:
-    """Bank F1 against bytes per document for every qa-g<G>cos run, closed book and paragraph as lines."""
+    """Bank F1 against bytes per document for every qa-g<G>cos run (whole bank) or qa-pq<G>-rq run (BM25 top
+    1), closed book and paragraph as lines."""
     points = []
     for g in (1, 2, 4, 8):
-        s = summary(folder, f"eval-qa-g{g}cos/compressed-counts-*_summary.json")
+        s = summary(folder, f"eval-qa-g{g}cos/compressed-counts-*_summary.json") or summary(
+            folder, f"eval-qa-pq{g}-rq/compressed-retrieve1bm25-*_summary.json"
+        )
         if s is not None:
             points.append((g, float(s["bytes_per_doc"]), 100 * float(s["f1"])))
     if not points:
@@ -115,13 +127,15 @@ def plot_curve(folder: Path) -> list[tuple[int, float, float]]:
     )
     for g, b, f1 in points:
         ax.annotate(f"G={g}", (b, f1), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    full = summary(folder, "eval-qa-full*/full-counts-*_summary.json")
+    full = summary(folder, "eval-qa-full*/full-counts-*_summary.json") or summary(
+        folder, "eval-qa-full-rq/full-retrieve1bm25-*_summary.json"
+    )
     if full is not None:
         ax.scatter(
             [full["bytes_per_doc"]], [100 * full["f1"]], marker="s", color="black", label="bank full (floats)"
         )
     for pattern, label, color in (
-        ("eval-base-none/none-*_summary.json", "closed book", "tab:red"),
+        ("eval-base-none*/none-*_summary.json", "closed book", "tab:red"),
         ("eval-base-paragraph/paragraph-*_summary.json", "gold paragraph in the prompt", "tab:green"),
     ):
         s = summary(folder, pattern)

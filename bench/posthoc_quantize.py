@@ -230,6 +230,45 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
+    print(f"wrote {plot(result, args.out.with_suffix('.png'))}")
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Kept share of the float gap against bytes per document, one line per quantizer kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for kind, label in (("pq", "product quantization (G codes per vector)"), ("rq", "residual (L levels)")):
+        rows = sorted(
+            (r for r in result["rows"] if r["quantizer"].startswith(kind) and "x" not in r["quantizer"]),
+            key=lambda r: r["bytes"],
+        )
+        if rows:
+            ax.plot([r["bytes"] for r in rows], [r["kept"] for r in rows], marker="o", label=label)
+            for r in rows:
+                ax.annotate(
+                    r["quantizer"], (r["bytes"], r["kept"]), xytext=(4, -10), textcoords="offset points"
+                )
+    for r in result["rows"]:
+        if r["quantizer"] in ("zero", "slot mean"):
+            ax.axhline(r["kept"], linestyle="--", linewidth=1, color="grey")
+            ax.annotate(f"{r['quantizer']} memory", (1, r["kept"]), xytext=(2, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlim(left=1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("bytes per document (log)")
+    ax.set_ylabel("share of the float memory's gap kept")
+    ax.set_title(
+        f"quantizers fitted to a float run's vectors, no training ({result['eval_chunks']} held-out chunks)"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
 
 
 if __name__ == "__main__":
