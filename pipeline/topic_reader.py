@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     OFFSET_END,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
@@ -120,12 +119,15 @@ def read(
     consumer = _consumer(kafka)
     try:
         parts = partitions_of(consumer, topic)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        consumer.assign([TopicPartition(topic, p, start) for p in parts])
-        if not from_beginning:
+        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in parts}
+        ends = {p: high for p, (_, high) in marks.items()}
+        if from_beginning:
+            # the log start, not offset 0: retention may have moved it (a fetch below it is reset to the end)
+            consumer.assign([TopicPartition(topic, p, max(low, 0)) for p, (low, _) in marks.items()])
+        else:
+            consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in parts])
             ends = dict.fromkeys(parts, 0)
-        remaining = {p for p in parts if ends[p] > 0} if from_beginning else set()
+        remaining = {p for p in parts if ends[p] > max(marks[p][0], 0)} if from_beginning else set()
         if not remaining and not follow:
             return
         seen = 0
@@ -135,6 +137,9 @@ def read(
                 raise BrokerError(f"timed out reading {topic}; still missing partitions {sorted(remaining)}")
             msg = consumer.poll(0.2)
             if msg is None:
+                if remaining:  # a partition whose position was reset past its end has nothing left to give
+                    at = consumer.position([TopicPartition(topic, p) for p in remaining])
+                    remaining -= {tp.partition for tp in at if tp.offset >= ends[tp.partition]}
                 continue
             if msg.error():
                 continue
