@@ -42,7 +42,14 @@ from corpora.texts import load_texts
 from infra.errors import MbcError
 from learner.checkpoint import load_checkpoint
 from learner.model.mbc import MBCModel
-from learner.pretraining.batches import Chunk, chunk_texts, collate_pretrain, query_batch, start_id
+from learner.pretraining.batches import (
+    Chunk,
+    chunk_texts,
+    collate_pretrain,
+    query_batch,
+    split_held_out,
+    start_id,
+)
 from learner.pretraining.objective import lm_logits, token_losses
 from learner.text.tokenizers import Tokenizers
 
@@ -128,9 +135,7 @@ def held_out_split(
 ) -> tuple[list[Chunk], list[Chunk]]:
     """(held-out, training) chunks exactly as the pretraining run split them."""
     chunks = chunk_texts(texts, tok, pretrain["doc_tokens"], pretrain["cont_tokens"], "reconstruct")
-    order = np.random.default_rng(pretrain["seed"]).permutation(len(chunks))
-    n_eval = pretrain["eval_chunks"]
-    return [chunks[i] for i in order[:n_eval]], [chunks[i] for i in order[n_eval:]]
+    return split_held_out(chunks, pretrain["eval_chunks"], pretrain["seed"])
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -85,9 +85,10 @@ def adapt(
         bank.codebooks = {version: vectors.float()}
         if model.codebook.per_code_rows:
             bank.rows = {version: model.codebook.memory_rows(vectors).float()}
-        else:  # summed codes: each document's rows decoded from what it stored
-            stored = torch.from_numpy(bank.codes())
-            bank.decoded = model.codebook.document_rows(stored, vectors).float().cpu()  # (N, K, D)
+        else:  # summed codes: each document's rows decoded from the codes it stored
+            bank.decoded = (
+                model.codebook.document_rows(torch.from_numpy(codes), vectors).float().cpu()
+            )  # (N, K, D)
     else:
         bank.vectors = torch.cat(vec_parts)
     return bank

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from learner.model.config import CodeCombine
+
 
 class CodeSpace(nn.Module):
     """Context vectors (N, K, D) <-> code-space vectors (N, K, G, d)."""
@@ -53,7 +55,7 @@ class CodeSpace(nn.Module):
         code_dim: int,
         standardize: bool = True,
         cosine: bool = True,
-        combine: str = "rows",
+        combine: CodeCombine = "rows",
         momentum: float = 0.01,
         eps: float = 1e-5,
     ) -> None:

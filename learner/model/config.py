@@ -125,11 +125,6 @@ class ModelConfig:
         return self.num_vectors * self.codes_per_vector
 
     @property
-    def rows_per_doc(self) -> int:
-        """Memory rows one stored document decodes to: K·G (one per code), or K with ``code_combine="sum"``."""
-        return self.num_vectors if self.code_combine == "sum" else self.stored_codes
-
-    @property
     def stored_codebook_size(self) -> int:
         """Rows of a stored codebook version: G·C (what each stored index points into)."""
         return self.codebook_size * self.codes_per_vector

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -87,6 +88,13 @@ def chunk_texts(
         amort = tokenizers.amort(texts_again, truncation=True, max_length=doc_tokens)["input_ids"]
         chunks = [Chunk(c.doc, c.cont, list(a)) for c, a in zip(chunks, amort, strict=True)]
     return chunks
+
+
+def split_held_out(chunks: Sequence[Chunk], eval_chunks: int, seed: int) -> tuple[list[Chunk], list[Chunk]]:
+    """(held-out, training) chunks: the first ``eval_chunks`` of a seeded permutation are held out, never
+    trained on (the pretraining run and anything that re-reads its held-out chunks use this one rule)."""
+    order = np.random.default_rng(seed).permutation(len(chunks))
+    return [chunks[i] for i in order[:eval_chunks]], [chunks[i] for i in order[eval_chunks:]]
 
 
 def collate_pretrain(

@@ -52,6 +52,7 @@ from learner.pretraining.batches import (
     chunk_texts,
     collate_pretrain,
     query_batch,
+    split_held_out,
     start_id,
 )
 from learner.pretraining.objective import PretrainConfig, memory_gap, pretrain_loss
@@ -170,9 +171,7 @@ class AmortizerPretrainer:
                 f"only {len(chunks)} chunks of >= 8 tokens in the data: need more than --eval-chunks "
                 f"{cfg.eval_chunks} (held out) plus some to train on"
             )
-        order = np.random.default_rng(cfg.seed).permutation(len(chunks))
-        self.eval_set: list[Chunk] = [chunks[i] for i in order[: cfg.eval_chunks]]
-        self.train_set: list[Chunk] = [chunks[i] for i in order[cfg.eval_chunks :]]
+        self.eval_set, self.train_set = split_held_out(chunks, cfg.eval_chunks, cfg.seed)
         if self.state.chunks and self.state.chunks != len(self.train_set):
             raise ConfigValueError(
                 f"--data gives {len(self.train_set)} training chunks, the run being resumed had "
