@@ -109,6 +109,8 @@ def pretrain_amortizer(
         raise ConfigValueError("--memory must be compressed or full")
     if max_texts is not None and max_texts < 1:
         raise ConfigValueError("--max-texts must be >= 1")
+    if init_from is not None and resume:
+        raise ConfigValueError("--init-from starts a fresh run; --resume continues one: give one of them")
     cfg = PretrainConfig(
         memory=cast(Literal["compressed", "full"], memory),
         objective=cast(Objective, objective),
@@ -124,8 +126,6 @@ def pretrain_amortizer(
         seed=seed,
     ).validate()
     texts = load_texts(data, data_format)[:max_texts]
-    if init_from is not None and resume:
-        raise ConfigValueError("--init-from starts a fresh run; --resume continues one: give one of them")
     trainer = AmortizerPretrainer(
         run_dir, model_cfg, cfg, texts, base_lm, resume=resume, progress=progress, init_from=init_from
     )
