@@ -19,7 +19,7 @@
 #
 # Scale knobs (environment): PRE_MIN, QA_MIN (minutes), PRE_BATCH, QA_BATCH, EVAL_DOCS, PRE_STEPS,
 # QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY, BIG_BATCH, QA_EPOCHS,
-# PROFILE_BATCHES, PROFILE_STEPS, PQ_GROUPS, PQ_LR, RETRIEVE, FROM_FULL, FULL_MIN, KMEANS_CHUNKS.
+# PROFILE_BATCHES, PROFILE_STEPS, PQ_GROUPS, PQ_LR, RETRIEVE, FROM_FULL, FULL_MIN, FULL_QA_MIN, KMEANS_CHUNKS.
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-.data}
@@ -125,6 +125,10 @@ else
   FROM_FULL=$RUNS/pre-full
 fi
 note "phase 1"
+RQ="--memory-query reconstruct --oracle-fraction 1.0"
+# the float reference (F1 15.0 after 9 minutes on the third lease) needs only the float run: it starts
+# now and trains through phases 1 and 2 (FULL_QA_MIN) -- does longer QA move the oracle row?
+qa qa-full-rq "$FROM_FULL" full "oracle bm25" $RQ --max-minutes "${FULL_QA_MIN:-$((PRE_MIN + QA_MIN))}" &
 PIDS=()
 for g in $PQ_GROUPS; do  # summed codes, G·d = D = 576: the first step is k-means PQ of the float vectors
   pretrain "pre-pq$g" --memory compressed --codes-per-vector "$g" --code-dim $((576 / g)) --no-code-cosine \
@@ -133,8 +137,6 @@ done
 [ "${FLOOR:-0}" = 1 ] && baseline none base-none-r32 --lora-r 32 --lora-last-n 30 &  # F1 7.7 on 2026-12-03
 wait "${PIDS[@]}"
 note "phase 2"
-RQ="--memory-query reconstruct --oracle-fraction 1.0"
-qa qa-full-rq "$FROM_FULL" full "oracle bm25" $RQ &  # the float reference (F1 15.0 on the third lease)
 for g in $PQ_GROUPS; do qa "qa-pq$g-rq" "pre-pq$g" compressed "oracle bm25" $RQ & done
 wait
 note "done"
