@@ -67,9 +67,16 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 class _Model:
     """What query_vectors reads of an MBCModel: the aggregator (random weights, smollm2 shapes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device) -> None:
         torch.manual_seed(0)
-        self.aggregator = Aggregator(torch.nn.Identity(), HIDDEN, 4, 8, 64).eval()
+        self.aggregator = Aggregator(torch.nn.Identity(), HIDDEN, 4, 8, 64).eval().to(device)
+
+
+def _clock(device: torch.device) -> float:
+    """perf_counter after the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _rss() -> int:
@@ -116,13 +123,13 @@ def _stats(xs: list[float]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def scale(n: int, questions: int, k: int, workdir: Path) -> dict[str, Any]:
+def scale(n: int, questions: int, k: int, workdir: Path, device: torch.device) -> dict[str, Any]:
     url = f"sqlite:///{workdir / f'bench-{n}.db'}"
     store = MemoryStore(url, auto_migrate=True, index_dir=workdir / f"faiss-{n}")
     write_s = fill(store, n, seed=n)
-    model = _Model()
+    model = _Model(device)
     book = torch.from_numpy(store.get_codebook(1).vectors)  # (G·C, d)
-    rows = torch.randn(GC, HIDDEN)  # memory rows of the codes (a trained model decodes them)
+    rows = torch.randn(GC, HIDDEN).to(device)  # memory rows of the codes (a trained model decodes them)
     keys = first_block_keys(model, rows)  # type: ignore[arg-type]  # once per version, as the answerer
     rss0, t = _rss(), time.perf_counter()
     store.documents_index.refresh()  # the first build, from the database
@@ -137,25 +144,25 @@ def scale(n: int, questions: int, k: int, workdir: Path) -> dict[str, Any]:
     total: list[float] = []
     hits_all = []
     for _ in range(questions):
-        x = torch.randn(1, NQ, HIDDEN, generator=gen)  # (1, K, D) question vectors
-        t0 = time.perf_counter()
+        x = torch.randn(1, NQ, HIDDEN, generator=gen).to(device)  # (1, K, D) question vectors
+        t0 = _clock(device)
         q = query_vectors(model, x, rows, book, keys)[0].numpy()  # type: ignore[arg-type]
-        t1 = time.perf_counter()
+        t1 = _clock(device)
         found = store.retrieve(lambda v, b, q=q: q, k)
-        t2 = time.perf_counter()
+        t2 = _clock(device)
         codes, versions = retrieved_codes(found)
         counted = count_codes(codes, versions)
-        memory = memory_from_counts(counted, {1: rows})
+        memory = memory_from_counts(counted, {1: rows}, device)
         model.aggregator.attend(x, memory)  # the answer's prefix
         document_masses(
             [(d.codebook_version, d.indices) for d in found],
             counted,
             model.aggregator.attention_mass(x, memory)[0],
         )
-        t3 = time.perf_counter()
-        whole = memory_from_counts([tuple(r) for r in store.counts()], {1: rows})
+        t3 = _clock(device)
+        whole = memory_from_counts([tuple(r) for r in store.counts()], {1: rows}, device)
         model.aggregator.attend(x, whole)
-        t4 = time.perf_counter()
+        t4 = _clock(device)
         for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             times[key].append(dt * 1000)
         total.append((t3 - t0) * 1000)
@@ -164,6 +171,7 @@ def scale(n: int, questions: int, k: int, workdir: Path) -> dict[str, Any]:
     index = store.documents_index
     out: dict[str, Any] = {
         "documents": n,
+        "device": str(device),
         "write_s": write_s,
         "index_build_s": build_s,
         "index": index.describe()["versions"],
@@ -291,10 +299,17 @@ def main() -> None:
     ap.add_argument("--index-choice", type=int, default=1_000_000, help="keys for flat vs IVF (0: skip)")
     ap.add_argument("--workdir", type=Path, default=None, help="where the stores go [default: a temp dir]")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least noisy on shared cores)")
+    ap.add_argument("--device", default="cpu", help="where the aggregator runs: cpu, cuda [default: cpu]")
+    ap.add_argument(
+        "--note",
+        default="2 shared cores: other jobs ran at the same time, so timings are noisy",
+        help="a line on the machine, saved with the figures",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/retrieval_bench.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     host = host_machine()
+    device = torch.device(args.device)
     import faiss
 
     result: dict[str, Any] = {
@@ -303,7 +318,8 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             **host,
-            "note": "2 shared cores: other jobs ran at the same time, so timings are noisy",
+            "note": args.note,
+            "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
             "libraries": {"torch": torch.__version__, "faiss": faiss.__version__, "numpy": np.__version__},
         },
         "settings": {
@@ -318,7 +334,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for n in [int(s) for s in args.sizes.split(",") if s]:
-            row = scale(n, args.questions, args.k, Path(tmp))
+            row = scale(n, args.questions, args.k, Path(tmp), device)
             print(json.dumps(row), flush=True)
             result["scale"].append(row)
             args.out.write_text(json.dumps(result, indent=2) + "\n")
