@@ -19,7 +19,8 @@
 #
 # Scale knobs (environment): PRE_MIN, QA_MIN (minutes), PRE_BATCH, QA_BATCH, EVAL_DOCS, PRE_STEPS,
 # QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY, BIG_BATCH, QA_EPOCHS,
-# PROFILE_BATCHES, PROFILE_STEPS, PQ_GROUPS, PQ_LR, RETRIEVE, FROM_FULL, FULL_MIN, FULL_QA_MIN, KMEANS_CHUNKS.
+# PROFILE_BATCHES, PROFILE_STEPS, PQ_GROUPS, PQ_LR, RETRIEVE, FROM_FULL, FULL_MIN, FULL_QA_MIN, KMEANS_CHUNKS,
+# PACKED, PACK.
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-.data}
@@ -44,7 +45,9 @@ LOG_EVERY=${LOG_EVERY:-50}
 PQ_GROUPS=${PQ_GROUPS:-2 4 8}  # codes per vector: 27, 54, 108 bytes per document (K = 12, 9 bits)
 PQ_LR=${PQ_LR:-3e-4}
 RETRIEVE=${RETRIEVE:-1}
-mkdir -p "$RUNS" "$RESULTS"
+PACKED=${PACKED:-/tmp/pk}  # checkpoints packed for the way back (PACK: the runs to pack)
+PACK=${PACK:-pre-full pre-pq4 qa-full-rq qa-pq4-rq}
+mkdir -p "$RUNS" "$RESULTS" "$PACKED"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 mbc() { python3 -c 'from mbc.cli import main; main()' "$@"; }
 note() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$RESULTS/chain.log"; }
@@ -56,6 +59,12 @@ DEV=$DATA/squad-v1.1-dev-part-a.json
 TEXTS=${MAX_TEXTS:+--max-texts $MAX_TEXTS}
 QA_CAP=${QA_STEPS:+--max-steps $QA_STEPS}
 
+pack() {  # run name: its last checkpoint in bf16 pieces under $PACKED, as soon as it exists (a machine
+  # that goes back mid-chain then loses no finished run: every watch call brings $PACKED back)
+  python3 bench/pack_checkpoint.py "$RUNS/$1/checkpoints/last" "$PACKED" --name "$1" >> "$RESULTS/pack.log" 2>&1
+  note "packed $1 rc=$?"
+}
+
 pretrain() {  # name, extra args
   local name=$1; shift
   note "start pretrain $name"
@@ -65,6 +74,7 @@ pretrain() {  # name, extra args
     --no-progress "$@" > "$RESULTS/$name.log" 2>&1
   note "end pretrain $name rc=$?"
   cp "$RUNS/$name/metrics.jsonl" "$RESULTS/$name.metrics.jsonl" 2>/dev/null
+  case " $PACK " in *" $name "*) pack "$name" & ;; esac
 }
 
 evaluate() {  # run name, memory, bank: oracle | bank (the whole bank) | bm25 (RETRIEVE paragraphs by BM25)
@@ -100,6 +110,7 @@ qa() {  # name, pretrained run, memory, banks (oracle | "oracle bank"), extra tr
     > "$RESULTS/$name.log" 2>&1
   note "end qa $name rc=$?"
   cp "$RUNS/$name/metrics.jsonl" "$RESULTS/$name.metrics.jsonl" 2>/dev/null
+  case " $PACK " in *" $name "*) pack "$name" & ;; esac
   for bank in $banks; do evaluate "$name" "$memory" "$bank"; done
   python3 bench/qa_memory_gap.py --checkpoint "$RUNS/$name/checkpoints/last" --data "$DEV" --base-lm "$BASE" \
     --num-docs "$EVAL_DOCS" --no-progress --out "$RESULTS/gap-$name.json" > "$RESULTS/gap-$name.log" 2>&1
