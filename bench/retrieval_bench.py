@@ -123,9 +123,12 @@ def _stats(xs: list[float]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def scale(n: int, questions: int, k: int, workdir: Path, device: torch.device) -> dict[str, Any]:
+def scale(
+    n: int, questions: int, k: int, workdir: Path, device: torch.device, on_device: bool = True
+) -> dict[str, Any]:
     url = f"sqlite:///{workdir / f'bench-{n}.db'}"
-    store = MemoryStore(url, auto_migrate=True, index_dir=workdir / f"faiss-{n}")
+    key_device = str(device) if device.type == "cuda" and on_device else None  # the answerer's choice
+    store = MemoryStore(url, auto_migrate=True, index_dir=workdir / f"faiss-{n}", key_device=key_device)
     write_s = fill(store, n, seed=n)
     model = _Model(device)
     book = torch.from_numpy(store.get_codebook(1).vectors)  # (G·C, d)
@@ -172,6 +175,7 @@ def scale(n: int, questions: int, k: int, workdir: Path, device: torch.device) -
     out: dict[str, Any] = {
         "documents": n,
         "device": str(device),
+        "keys_searched_on": key_device or "host (FAISS)",
         "write_s": write_s,
         "index_build_s": build_s,
         "index": index.describe()["versions"],
@@ -301,6 +305,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least noisy on shared cores)")
     ap.add_argument("--device", default="cpu", help="where the aggregator runs: cpu, cuda [default: cpu]")
     ap.add_argument(
+        "--keys-on-device",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --device cuda, search the document keys there too, as `mbc ask` does [default: on]",
+    )
+    ap.add_argument(
         "--note",
         default="2 shared cores: other jobs ran at the same time, so timings are noisy",
         help="a line on the machine, saved with the figures",
@@ -334,7 +344,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for n in [int(s) for s in args.sizes.split(",") if s]:
-            row = scale(n, args.questions, args.k, Path(tmp), device)
+            row = scale(n, args.questions, args.k, Path(tmp), device, args.keys_on_device)
             print(json.dumps(row), flush=True)
             result["scale"].append(row)
             args.out.write_text(json.dumps(result, indent=2) + "\n")

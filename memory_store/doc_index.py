@@ -62,12 +62,14 @@ class DocumentIndex:
         layouts: Callable[[], Mapping[int, codec.CodeLayout]],
         flat_limit: int | None = None,
         refresh_s: float = 1.0,
+        key_device: str | None = None,
     ) -> None:
         """``codebook(v)``: version v's stored vectors (G·C, d); ``layouts()``: version -> (C, G);
         ``refresh_s``: the least time between two reads of the log (deletions need none: see above);
-        ``flat_limit``: documents a version searches exactly (default: by key size, :mod:`doc_keys`)."""
+        ``flat_limit``: documents a version searches exactly (default: by key size, :mod:`doc_keys`);
+        ``key_device``: a torch device that flat indexes also search on (a GPU reader's, e.g. "cuda")."""
         self.engine, self._codebook, self._layouts = engine, codebook, layouts
-        self.flat_limit, self.refresh_s = flat_limit, refresh_s
+        self.flat_limit, self.refresh_s, self.key_device = flat_limit, refresh_s, key_device
         self.versions: dict[int, KeyIndex] = {}
         self._ids: dict[str, tuple[int, int]] = {}  # doc id -> (version, int id)
         self._names: dict[int, str] = {}  # int id -> doc id
@@ -98,7 +100,9 @@ class DocumentIndex:
                     ids.extend(self._assign(n, v) for n in names)
                     parts.append(keys)
             self.versions = {
-                v: KeyIndex.build(v, np.asarray(ids, np.int64), np.concatenate(parts), self.flat_limit)
+                v: KeyIndex.build(
+                    v, np.asarray(ids, np.int64), np.concatenate(parts), self.flat_limit, self.key_device
+                )
                 for v, (ids, parts) in per.items()
             }
             self._cursor, self._built, self._last_refresh = cursor, True, time.monotonic()
@@ -131,7 +135,7 @@ class DocumentIndex:
         for v, (names, keys) in self._keys(rows).items():
             ids = np.asarray([self._assign(n, v) for n in names], np.int64)
             if v not in self.versions:
-                self.versions[v] = KeyIndex(v, int(keys.shape[1]), self.flat_limit)
+                self.versions[v] = KeyIndex(v, int(keys.shape[1]), self.flat_limit, self.key_device)
             self.versions[v].add(ids, keys)
 
     def _remove(self, names: list[str]) -> None:
@@ -203,7 +207,11 @@ class DocumentIndex:
         with self._lock:
             return {
                 "documents": len(self._ids),
-                "versions": {v: {"documents": i.size, "index": i.kind} for v, i in self.versions.items()},
+                "versions": {
+                    v: {"documents": i.size, "index": i.kind}
+                    | ({"searched_on": str(i.on_device.device)} if i.on_device is not None else {})
+                    for v, i in self.versions.items()
+                },
                 "log_position": self._cursor,
             }
 

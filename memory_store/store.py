@@ -60,9 +60,11 @@ class MemoryStore:
         index_dir: Path | None = None,
         pool_size: int = 5,
         read_only: bool = False,
+        key_device: str | None = None,
     ) -> None:
         """``auto_migrate``: create or upgrade the schema (else a store that needs it is an error,
-        and a missing SQLite file is not created); ``read_only``: never create or migrate."""
+        and a missing SQLite file is not created); ``read_only``: never create or migrate;
+        ``key_device``: a torch device the document keys are also searched on (a GPU reader's)."""
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size, must_exist=read_only or not auto_migrate)
         try:
@@ -80,7 +82,10 @@ class MemoryStore:
         self._layouts: dict[int, CodeLayout] = {}
         self.indexes = IndexCache(index_dir or default_index_dir(url), self.codebook_info, self.get_codebook)
         self.documents_index = doc_index.DocumentIndex(
-            self.engine, lambda v: self.get_codebook(v).vectors, lambda: self._sizes(None)
+            self.engine,
+            lambda v: self.get_codebook(v).vectors,
+            lambda: self._sizes(None),
+            key_device=key_device,
         )
 
     @property

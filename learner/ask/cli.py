@@ -44,10 +44,13 @@ def _open(settings: AskSettings, from_flag: bool) -> tuple[MemoryStore, Answerer
     from learner.checkpoint_option import require_checkpoint
 
     path = require_checkpoint(settings.checkpoint, from_flag)
+    from learner.inference.device import pick_device
     from memory_store.store import MemoryStore
 
     url = settings.database.url.get_secret_value()
-    store = MemoryStore(url, pool_size=settings.database.pool_size, read_only=True)
+    device = pick_device(settings.device)  # a GPU reader searches the document keys there too
+    key_device = str(device) if device.type == "cuda" else None
+    store = MemoryStore(url, pool_size=settings.database.pool_size, read_only=True, key_device=key_device)
     try:
         from learner.ask.answerer import Answerer
 

@@ -128,3 +128,47 @@ def test_an_ivf_index_beyond_the_flat_limit_finds_the_same_document() -> None:
     allowed = ids[[10, 20, 30]]
     assert sorted(flat.search(keys[20], 5, allowed)[1].tolist()) == sorted(allowed.tolist())
     assert flat.search(keys[20], 5, allowed)[1][0] == ids[20]
+
+
+def test_keys_searched_on_a_torch_device_give_the_flat_index_s_answers() -> None:
+    """A GPU reader's copy of the keys (here on the CPU device: the same code path) returns what FAISS
+    returns, follows additions and removals, and keeps to the allowed ids."""
+    rng = np.random.default_rng(5)
+    book = rng.normal(size=(512, 16)).astype(np.float32)
+    keys = document_keys(rng.integers(0, 512, size=(3000, 12)), book)
+    ids = np.arange(3000, dtype=np.int64) * 7 + 1
+    flat = KeyIndex.build(1, ids[:2000], keys[:2000])
+    dev = KeyIndex.build(1, ids[:2000], keys[:2000], device="cpu")
+    for index in (flat, dev):
+        index.add(ids[2000:], keys[2000:])
+        assert index.remove(ids[[5, 2500]]) == 2
+    assert dev.on_device is not None and len(dev.on_device.ids) == dev.size == 2998
+    queries = [keys[i] for i in (0, 5, 1999, 2500, 2999)] + list(rng.normal(size=(3, 16)).astype(np.float32))
+    for q in queries:
+        s_flat, i_flat = flat.search(q, 8)
+        s_dev, i_dev = dev.search(q, 8)
+        assert i_dev.tolist() == i_flat.tolist()
+        np.testing.assert_allclose(s_dev, s_flat, rtol=1e-5, atol=1e-5)
+    assert ids[5] not in dev.search(keys[5], 3)[1] and dev.search(keys[2999], 1)[1][0] == ids[2999]
+    allowed = ids[[10, 20, 30, 5]]  # ids[5] was removed: three remain
+    s_in, i_in = dev.search(keys[20], 5, allowed)
+    assert i_in[0] == ids[20] and sorted(i_in.tolist()) == sorted(ids[[10, 20, 30]].tolist())
+    assert np.isfinite(s_in).all()
+
+
+def test_a_store_with_a_key_device_retrieves_what_the_host_index_retrieves(
+    db_url: str, tmp_path: Path, version: int, store: MemoryStore
+) -> None:
+    store.write_batch(random_docs(200, version, seed=9))
+    store.delete_documents(["d3"])
+    on_device = MemoryStore(db_url, index_dir=tmp_path / "dev", key_device="cpu")
+    try:
+        queries = [key_query(list(store.document(n).indices)) for n in ("d1", "d77")]  # type: ignore[union-attr]
+        queries.append(key_query([3] * 12))
+        for q in queries:
+            assert [d.id for d in on_device.retrieve(q, 6)] == [d.id for d in store.retrieve(q, 6)]
+        assert on_device.documents_index.describe()["versions"] == {
+            version: {"documents": 199, "index": "IndexFlatIP", "searched_on": "cpu"}
+        }
+    finally:
+        on_device.close()
