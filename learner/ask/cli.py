@@ -54,7 +54,7 @@ def _open(settings: AskSettings, from_flag: bool) -> tuple[MemoryStore, Answerer
     try:
         from learner.ask.answerer import Answerer
 
-        return store, Answerer(path, store, settings.device, settings.max_new_tokens, settings.cite)
+        return store, Answerer(path, store, str(device), settings.max_new_tokens, settings.cite)
     except BaseException:
         store.close()
         raise
