@@ -24,6 +24,7 @@ from learner.cli_options import (
 )
 from learner.data.synth.cli import synth
 from learner.eval.cli import FORMAT_HELP, evaluate
+from learner.keys.cli import train_keys
 from learner.model.config import MemoryQuery, TrainMemoryMode
 from learner.model.presets import PRESETS
 from learner.pretraining.cli import pretrain_amortizer
@@ -299,3 +300,4 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("pretrain-amortizer")(pretrain_amortizer)
     app.command("eval")(evaluate)
+    app.command("train-keys")(train_keys)

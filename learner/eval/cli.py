@@ -78,7 +78,8 @@ def evaluate(
         Retriever,
         typer.Option(
             help="How --retrieve ranks the bank: keys (FAISS over the stored documents' keys, as mbc ask "
-            "--retrieve; --memory compressed) or bm25 (the documents' text; any memory)."
+            "--retrieve; --memory compressed; the checkpoint's learned keys when `mbc train-keys` made "
+            "them) or bm25 (the documents' text; any memory)."
         ),
     ] = "keys",
     base_lm: Annotated[
@@ -93,9 +94,10 @@ def evaluate(
     import torch
 
     from corpora.qa import load_dataset
-    from learner.checkpoint import load_checkpoint
+    from learner.checkpoint import load_checkpoint, resolve_checkpoint
     from learner.checkpoint_option import require_checkpoint
     from learner.eval.online import DecodeConfig, online_eval, write_report
+    from learner.keys.head import load_key_head
 
     settings = _setup()
     choice = device or settings.device
@@ -105,6 +107,7 @@ def evaluate(
     path = require_checkpoint(checkpoint, True)
     ds = load_dataset(data, data_format, documents)  # a wrong file is reported before the model loads
     model, tokenizers, meta = load_checkpoint(path, dev, lm_source=base_lm)
+    key_head = load_key_head(resolve_checkpoint(path), dev) if retrieve and retriever == "keys" else None
     dec = (
         DecodeConfig.paper()
         if decoding == "paper"
@@ -127,6 +130,7 @@ def evaluate(
         oracle=oracle,
         retrieve=retrieve,
         retriever=retriever,
+        key_head=key_head,
     )
     report.summary["checkpoint"] = str(checkpoint)
     report.summary["from_scratch"] = meta.init == "scratch"

@@ -39,6 +39,7 @@ from learner.eval.squad_metrics import best_over
 from learner.inference.answer import DecodeConfig, answer_questions
 from learner.inference.device import timed
 from learner.inference.encode import DocumentEncoder
+from learner.keys.head import KeyHead
 from learner.model.mbc import MBCModel
 from learner.model.memory import (
     Aggregation,
@@ -135,10 +136,12 @@ def online_eval(
     oracle: bool = False,
     retrieve: int = 0,
     retriever: str = "keys",
+    key_head: KeyHead | None = None,
 ) -> EvalReport:
     """Adapt on the first ``num_docs`` documents of ``data``, then answer all their questions
     (against the whole bank, with ``retrieve`` > 0 against the ``retrieve`` documents each question
-    retrieves from it, or with ``oracle`` each against its own document only)."""
+    retrieves from it, or with ``oracle`` each against its own document only). ``key_head``: the
+    checkpoint's learned keys, which ``retriever="keys"`` then ranks by (:mod:`learner.keys`)."""
     if memory == "compressed" and model.train_memory == "full":
         raise CheckpointError("this checkpoint was meta-trained with full memory: it has no trained codebook")
     if memory in ("compressed", "full") and model.train_memory in ("none", "paragraph"):
@@ -162,10 +165,10 @@ def online_eval(
         )
     if retrieve and memory not in ("compressed", "full"):
         raise ConfigValueError("--retrieve needs --memory compressed or full")
-    if retrieve and retriever == "keys" and not model.codebook.per_code_rows:
+    if retrieve and retriever == "keys" and not model.codebook.per_code_rows and key_head is None:
         raise ConfigValueError(
             "this checkpoint's codes add up per vector (code_combine='sum'): they have no rows of their "
-            "own to build retrieval queries from; use --retriever bm25"
+            "own to build retrieval queries from; train a key head (mbc train-keys) or use --retriever bm25"
         )
     decode = decode or DecodeConfig(max_new_tokens=model.config.max_answer_tokens)
     bf16 = bf16 or needs_autocast(model)  # bf16 frozen base weights (learner.model.precision)
@@ -194,7 +197,13 @@ def online_eval(
             )  # (Q, k)
         elif retrieve:
             positions = retrieve_for(
-                model, encoder.texts, bank, [e.question for e in examples], retrieve, device
+                model,
+                encoder.texts,
+                bank,
+                [e.question for e in examples],
+                retrieve,
+                device,
+                key_head=key_head,
             )
         if positions is not None:
             preds = _answer_retrieved(
@@ -249,7 +258,11 @@ def online_eval(
         "memory": memory,
         "bank": "oracle" if oracle else ("all" if memory in ("compressed", "full") else None),
         "retrieve": retrieve,
-        "retriever": retriever if retrieve else None,
+        "retriever": (
+            ("learned keys" if retriever == "keys" and key_head is not None else retriever)
+            if retrieve
+            else None
+        ),
         "recall_at_k": None if positions is None else recall_at_k(positions, _gold(docs, examples)),
         "trained_memory": model.train_memory,
         "aggregation": _aggregation_name(model, memory, oracle, aggregation),

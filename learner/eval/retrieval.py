@@ -6,6 +6,10 @@ exact numpy search where faiss is not installed, as on the GPU machine); each
 question's query vector is the serving one (:func:`learner.ask.retrieval.query_vectors`). The
 aggregation then reads exactly the retrieved documents' codes — as ``mbc ask --retrieve K`` does —
 and ``recall_at_k`` says how often the gold document was among them.
+
+With a learned key head (``mbc train-keys``, :mod:`learner.keys`) the keys are the same mean over a
+document's codes, of the head's per-code key book instead of the stored code vectors, and the query is
+the head's (any code combination: summed codes too).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 
 from learner.ask.retrieval import query_vectors
 from learner.eval.bank import Bank
+from learner.keys.head import KeyHead, question_features
 from learner.model.mbc import MBCModel
 from learner.model.memory import Memory
 from learner.text.batching import TextBatcher, pad
@@ -33,12 +38,17 @@ def retrieve_for(
     k: int,
     device: torch.device,
     batch_size: int = 64,
+    key_head: KeyHead | None = None,
 ) -> npt.NDArray[np.int64]:
     """Bank positions (Q, k') of each question's top documents (k' = min(k, N)), best first."""
     (version,) = bank.codebooks  # a bank holds the one version the model encoded it with
     book = bank.codebooks[version].float().cpu()  # (G·C, d)
     codes = bank.codes()  # (N, K·G)
-    keys = document_keys(codes, book.numpy())  # (N, d)
+    if key_head is not None:
+        code_rows = model.codebook.code_rows(bank.codebooks[version].to(device))  # (G·C, D)
+        keys = document_keys(codes, key_head.key_book(code_rows).cpu().numpy())  # (N, d_key)
+    else:
+        keys = document_keys(codes, book.numpy())  # (N, d)
     search = _searcher(version, keys)
     out = []
     for i in range(0, len(questions), batch_size):
@@ -46,7 +56,11 @@ def retrieve_for(
             texts.questions_amort(list(questions[i : i + batch_size])), texts.tok.amort_pad_id
         )
         x = model.aggregator.question_encoder(q_ids.to(device), q_mask.to(device))  # (B, K, D)
-        for q in query_vectors(model, x, bank.rows[version], book).numpy():  # (d,) each
+        if key_head is not None:
+            queries = key_head.queries(question_features(x)).cpu()  # (B, d_key)
+        else:
+            queries = query_vectors(model, x, bank.rows[version], book)  # (B, d)
+        for q in queries.numpy():
             out.append(search(q, k))
     return np.stack(out) if out else np.zeros((0, min(k, len(codes))), np.int64)
 

@@ -140,6 +140,12 @@ class CodeSpace(nn.Module):
         have no row of their own (a document's rows are :meth:`decode` of its G codes per vector)."""
         if self.combine != "rows":
             raise ValueError('code_combine="sum": codes have no memory row of their own; decode documents')
+        return self.code_rows(vectors)
+
+    def code_rows(self, vectors: Tensor) -> Tensor:
+        """Each code's up-projection (G·C, D): its memory row with ``rows``; with ``sum`` what it adds
+        to its vector's row in the standardized space (a row is slot_mean + std ⊙ the sum of G of them),
+        so a document's mean of these is an affine function of its decoded rows' mean (learned keys)."""
         book = vectors.reshape(self.groups, -1, self.code_dim)  # (G, C, d)
         out = torch.einsum("gcd,gdo->gco", book.float(), self.up_w.float()) + self.up_b.float()[:, None]
         return out.reshape(-1, self.dim)  # (G·C, D)

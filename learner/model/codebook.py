@@ -144,6 +144,13 @@ class Codebook(nn.Module):
         v = self.vectors.detach() if vectors is None else vectors
         return v.float() if self.space is None else self.space.rows(v)
 
+    def code_rows(self, vectors: Tensor | None = None) -> Tensor:
+        """One D-dimensional row per code (G·C, D) in every mode — the memory row of a per-code-row
+        codebook, a summed code's own contribution (:meth:`CodeSpace.code_rows`) — what learned
+        document keys average (:mod:`learner.keys`)."""
+        v = self.vectors.detach() if vectors is None else vectors
+        return v.float() if self.space is None else self.space.code_rows(v)
+
     def document_rows(self, codes: Tensor, vectors: Tensor | None = None) -> Tensor:
         """Memory rows (N, R, D) of documents stored as flat code indices ``codes`` (N, K·G) against a
         stored codebook (G·C, d) — this one by default."""

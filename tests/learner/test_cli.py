@@ -231,3 +231,50 @@ def test_malformed_training_file_is_one_line_naming_file_and_line(tmp_path: Path
     proc = run_mbc("train", "--train", str(bad), "--val", str(bad))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {bad}:3: expected 3 fields, found 2"
+
+
+@pytest.mark.slow
+def test_train_keys_writes_a_key_head_that_eval_retrieves_by(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    data, run = trained
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(run / "checkpoints" / "last", ckpt)  # the shared checkpoint keeps no key head
+    r = runner.invoke(
+        app,
+        [
+            "train-keys",
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            str(data / "train.csv"),
+            "--val-data",
+            str(data / "test.csv"),
+            "--steps",
+            "30",
+            "--batch-size",
+            "32",
+            "--no-progress",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{") :])
+    assert (ckpt / "key_head.safetensors").is_file() and report["file"] == str(ckpt / "key_head.safetensors")
+    assert report["documents"] == 96 and report["heldout_documents"] == 10
+    assert report["val"]["documents"] == 32 and 0.0 <= report["val"]["recall_at_8"] <= 1.0
+    assert (
+        report["val"]["recall_at_1"] <= report["val"]["recall_at_8"] <= report["val"]["recall_at_32"] == 1.0
+    )
+    out = tmp_path / "eval"
+    args = ["eval", "--checkpoint", str(ckpt), "--data", str(data / "test.csv"), "--num-docs", "32"]
+    r = runner.invoke(app, [*args, "--out", str(out), "--retrieve", "8"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output[r.output.index("{") :])
+    assert summary["retriever"] == "learned keys"
+    assert summary["recall_at_k"] == pytest.approx(report["val"]["recall_at_8"], abs=1e-6)  # one ranking
+    bad = runner.invoke(
+        app, ["train-keys", "--checkpoint", str(tmp_path / "nowhere"), "--data", str(data / "train.csv")]
+    )
+    assert bad.exit_code != 0 and "no checkpoint" in str(bad.exception or bad.output)
