@@ -165,6 +165,23 @@ def test_eval_reads_a_summed_bank_per_document(runs: dict[str, Path]) -> None:
         online_eval(model, tok, test, num_docs=4, retrieve=1)
 
 
+def test_a_learned_key_head_retrieves_from_a_summed_bank(runs: dict[str, Path]) -> None:
+    """Summed codes have no rows to query, but learned keys need only each code's own contribution:
+    eval's ranking is the key head's ranking of the same documents."""
+    from learner.keys.train import KeyTrainConfig, features, recall, train_key_head
+
+    model, tok, _ = load_checkpoint(runs["sum"])
+    test = load_dataset(runs["data"] / "test.csv").first_docs(8)
+    f = features(model, tok, test, torch.device("cpu"), progress=False)
+    assert f.docs.shape == (8, 32) and f.codes.shape == (8, model.config.stored_codes)
+    head, _ = train_key_head(
+        f, KeyTrainConfig(steps=5, batch_size=4, heldout=0.0), torch.device("cpu"), False
+    )
+    report = online_eval(model, tok, test, num_docs=8, retrieve=2, key_head=head, batch_size=4)
+    assert report.summary["retriever"] == "learned keys"
+    assert report.summary["recall_at_k"] == pytest.approx(recall(head, f, ks=(2,))["recall_at_2"])
+
+
 def test_bm25_retrieval_in_eval_ranks_the_documents_text(runs: dict[str, Path]) -> None:
     model, tok, _ = load_checkpoint(runs["full"])
     test = load_dataset(runs["data"] / "test.csv").first_docs(4)
