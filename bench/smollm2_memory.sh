@@ -20,7 +20,7 @@
 # Scale knobs (environment): PRE_MIN, QA_MIN (minutes), PRE_BATCH, QA_BATCH, EVAL_DOCS, PRE_STEPS,
 # QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY, BIG_BATCH, QA_EPOCHS,
 # PROFILE_BATCHES, PROFILE_STEPS, PQ_GROUPS, PQ_LR, RETRIEVE, FROM_FULL, FULL_MIN, FULL_QA_MIN, KMEANS_CHUNKS,
-# PACKED, PACK.
+# PACKED, PACK, KEY_STEPS, KEY_RETRIEVE, KEY_DOCS, KEY_VAL_DOCS.
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-.data}
@@ -82,6 +82,7 @@ evaluate() {  # run name, memory, bank: oracle | bank (the whole bank) | bm25 (R
   case $bank in
     oracle) how="--oracle" ;;
     bm25) how="--no-oracle --retrieve $RETRIEVE --retriever bm25" ;;
+    keys) how="--no-oracle --retrieve ${KEY_RETRIEVE:-8} --retriever keys" ;;
     *) how="--no-oracle" ;;
   esac
   mbc eval --checkpoint "$RUNS/$name/checkpoints/last" --data "$DEV" --format squad --num-docs "$EVAL_DOCS" \
@@ -115,6 +116,14 @@ qa() {  # name, pretrained run, memory, banks (oracle | "oracle bank"), extra tr
   python3 bench/qa_memory_gap.py --checkpoint "$RUNS/$name/checkpoints/last" --data "$DEV" --base-lm "$BASE" \
     --num-docs "$EVAL_DOCS" --no-progress --out "$RESULTS/gap-$name.json" > "$RESULTS/gap-$name.log" 2>&1
   note "qa memory gap $name rc=$?"
+  if [ "$memory" = compressed ]; then  # issue 20: learned keys, recall@k against all of dev part A
+    mbc train-keys --checkpoint "$RUNS/$name/checkpoints/last" --data "$TRAIN" --val-data "$DEV" --bf16 \
+      --base-lm "$BASE" --steps "${KEY_STEPS:-600}" ${KEY_DOCS:+--num-docs $KEY_DOCS} \
+      ${KEY_VAL_DOCS:+--val-num-docs $KEY_VAL_DOCS} --no-progress > "$RESULTS/keys-$name.json" 2> "$RESULTS/keys-$name.log"
+    note "train keys $name rc=$?"
+    cp "$RUNS/$name/checkpoints/last/key_head.safetensors" "$RESULTS/keyhead-$name.safetensors" 2>/dev/null  # 1.7 MB
+    evaluate "$name" compressed keys
+  fi
 }
 
 note "converting the GGUF once (every run then finds it in \$MBC_CACHE_DIR)"

@@ -33,6 +33,9 @@ def train_keys(
         typer.Option(help="A QA file to report recall@1/8/32 on, each question against all its documents."),
     ] = None,
     val_format: Annotated[QAFormat, typer.Option(help=FORMAT_HELP)] = "auto",
+    val_num_docs: Annotated[
+        int | None, typer.Option(min=1, help="Report on the first N documents of --val-data. [default: all]")
+    ] = None,
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 600,
     batch_size: Annotated[int, typer.Option(min=2, help="Documents per step (one question each).")] = 256,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (one-cycle).")] = 1e-3,
@@ -76,7 +79,7 @@ def train_keys(
     )
     path = resolve_checkpoint(require_checkpoint(checkpoint, True))
     ds = load_dataset(data, data_format).first_docs(num_docs)  # a wrong file fails before the model loads
-    val = load_dataset(val_data, val_format) if val_data else None
+    val = load_dataset(val_data, val_format).first_docs(val_num_docs) if val_data else None
     model, tokenizers, meta = load_checkpoint(path, dev, lm_source=base_lm)
     if meta.train_memory != "compressed":
         raise ConfigValueError(
