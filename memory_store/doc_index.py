@@ -52,6 +52,11 @@ class Hit:
     score: float
 
 
+KeyBook = Callable[
+    [int, npt.NDArray[np.float32]], npt.NDArray[np.float32]
+]  # (v, stored (G·C, d)) -> (G·C, d')
+
+
 class DocumentIndex:
     """Keys of every stored document, by codebook version; thread-safe."""
 
@@ -78,6 +83,7 @@ class DocumentIndex:
         self._built = False
         self._last_refresh = 0.0
         self._books: dict[int, npt.NDArray[np.float32]] = {}
+        self._key_book: KeyBook | None = None
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -168,9 +174,19 @@ class DocumentIndex:
             out[v] = (names + [n for n, _ in members], np.concatenate([parts, keys]))
         return out
 
+    def use_key_book(self, key_book: KeyBook | None) -> None:
+        """Derive every key from ``key_book(v, stored vectors)`` (G·C, d') instead of the stored code
+        vectors (G·C, d): a reader's learned keys (:mod:`learner.keys`); queries then get that book.
+        None: back to the stored vectors. The index is rebuilt on its next use."""
+        with self._lock:
+            self._key_book, self._books, self.versions, self._built = key_book, {}, {}, False
+
     def _book(self, version: int) -> npt.NDArray[np.float32]:
         if version not in self._books:
-            self._books[version] = self._codebook(version)
+            book = self._codebook(version)
+            if self._key_book is not None:
+                book = np.ascontiguousarray(self._key_book(version, book), dtype=np.float32)
+            self._books[version] = book
         return self._books[version]
 
     # -- searching ---------------------------------------------------------------------------------

@@ -77,6 +77,10 @@ class Store(Protocol):
         version: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
 
+    def use_key_book(
+        self, key_book: Callable[[int, npt.NDArray[np.float32]], npt.NDArray[np.float32]] | None
+    ) -> None: ...
+
     def retrieve(
         self,
         query: Callable[[int, npt.NDArray[np.float32]], npt.ArrayLike],

@@ -11,7 +11,7 @@ Both backends run the same code; the differences live in :mod:`memory_store.db`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -255,6 +255,13 @@ class MemoryStore:
         return self.indexes.get(version)
 
     # -- retrieval -------------------------------------------------------------------------------
+
+    def use_key_book(
+        self, key_book: Callable[[int, npt.NDArray[np.float32]], npt.NDArray[np.float32]] | None
+    ) -> None:
+        """Document keys from ``key_book(v, stored vectors)`` instead of the stored vectors (a reader's
+        learned keys); see :meth:`DocumentIndex.use_key_book`."""
+        self.documents_index.use_key_book(key_book)
 
     def retrieve(
         self,

@@ -23,13 +23,15 @@ from learner.ask.retrieval import (
     question_vectors,
     retrieved_codes,
 )
-from learner.checkpoint import load_checkpoint
+from learner.checkpoint import load_checkpoint, resolve_checkpoint
 from learner.errors import BlankQuestion, CheckpointError
 from learner.inference.answer import DecodeConfig, answer_questions
 from learner.inference.device import pick_device, sync
+from learner.keys.head import load_key_head, question_features
 from learner.model.memory import Aggregation, Memory, count_codes, memory_from_counts, memory_naive
 from learner.text.batching import TextBatcher
 from memory_store.protocol import Store
+from memory_store.retrieve import QueryFn
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Answer:
     retrieve: int = 0  # top-k documents retrieved before aggregation; 0: the whole slice
     citations: list[Citation] = field(default_factory=list)  # by attention mass, highest first
     uncited_mass: float = 0.0  # attention mass on documents not cited (whole-slice answers only)
+    learned_keys: bool = False  # documents ranked by the checkpoint's learned keys (mbc train-keys)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +84,11 @@ class Answerer:
         self.model.eval()
         self.texts = TextBatcher(tokenizers, self.model.config)
         self.store = store
+        # Learned retrieval keys (mbc train-keys), when the checkpoint has them: the store's document
+        # keys come from the head's per-code key book, the query from the head (learner.keys).
+        self.key_head = load_key_head(resolve_checkpoint(checkpoint), self.device)
+        if self.key_head is not None:
+            store.use_key_book(self._key_book)
         self.decode = DecodeConfig(max_new_tokens=max_new_tokens)
         self._codebooks: dict[int, Tensor] = {}
         self._query_keys: dict[int, Tensor] = {}  # version -> first-block keys of its rows (queries)
@@ -92,6 +100,13 @@ class Answerer:
             stored = torch.from_numpy(self.store.get_codebook(v).vectors).to(self.device)  # (G·C, d)
             self._codebooks[v] = self.model.codebook.memory_rows(stored)
         return {v: self._codebooks[v] for v in versions}
+
+    @torch.no_grad()
+    def _key_book(self, version: int, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The key head's per-code key book (G·C, d') of a stored codebook version (G·C, d)."""
+        assert self.key_head is not None
+        rows = self.model.codebook.code_rows(torch.from_numpy(np.asarray(vectors)).to(self.device))
+        return self.key_head.key_book(rows).cpu().numpy()  # type: ignore[no-any-return]
 
     def _keys_of(self, version: int) -> Tensor:
         """First-block keys of a version's memory rows, computed once (versions never change)."""
@@ -169,7 +184,11 @@ class Answerer:
             raise ValueError(f"retrieve must be 0 (the whole slice) or a number of documents, got {retrieve}")
         t0 = time.perf_counter()
         x = question_vectors(self.model, self.texts, question, self.device)  # (1, K, D)
-        query = query_function(self.model, x, lambda v: self._codebook_tensors({v})[v], self._keys_of)
+        if self.key_head is not None:
+            learned = self.key_head.queries(question_features(x))[0].cpu().numpy()  # (d',)
+            query: QueryFn = lambda v, book: learned  # noqa: E731  (the same for every version)
+        else:
+            query = query_function(self.model, x, lambda v: self._codebook_tensors({v})[v], self._keys_of)
         if retrieve > 0:
             found = self.store.retrieve(query, retrieve, since, until, source)
             memory, docs, versions, rows = self._memory_of(*retrieved_codes(found), aggregation)
@@ -206,6 +225,7 @@ class Answerer:
             retrieve=retrieve,
             citations=cited,
             uncited_mass=uncited,
+            learned_keys=self.key_head is not None,
         )
 
     def _nothing_in(self, since: datetime | None, until: datetime | None, source: str | None) -> str:

@@ -160,3 +160,43 @@ def test_the_query_of_a_version_is_a_unit_vector_in_its_code_space(
     assert q.shape == (book.shape[1],) and float(np.linalg.norm(q)) == pytest.approx(1.0, abs=1e-5)
     assert torch.is_tensor(x) and x.shape[0] == 1
     store.close()
+
+
+def test_a_checkpoint_with_learned_keys_ranks_the_store_by_them(
+    tiny_checkpoint: Path, store_copy: str, tmp_path: Path
+) -> None:
+    """With key_head.safetensors beside the checkpoint (mbc train-keys), retrieval scores every stored
+    document by the head: its key from the head's key book of the document's own codebook version."""
+    from learner.keys.head import KeyHead, question_features, save_key_head
+    from memory_store.doc_keys import document_keys
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    plain = Answerer(tiny_checkpoint, MemoryStore(store_copy), "cpu")
+    dim = int(plain.model.codebook.code_rows().shape[1])
+    plain.store.close()
+    torch.manual_seed(3)
+    head = KeyHead(dim, key_dim=16, hidden=32)
+    head.set_stats(torch.randn(30, dim), torch.randn(30, dim))
+    save_key_head(head, ckpt, {})
+    store = MemoryStore(store_copy)
+    answerer = Answerer(ckpt, store, "cpu")
+    assert answerer.key_head is not None
+    for q in QUESTIONS[:2]:
+        a = answerer.ask(q, retrieve=5)
+        x = question_vectors(answerer.model, answerer.texts, q, answerer.device)
+        query = head.queries(question_features(x))[0].detach().numpy()
+        scores = {}
+        for i in range(120):
+            doc = store.document(f"doc{i}")
+            assert doc is not None
+            book = answerer._key_book(doc.codebook_version, store.get_codebook(doc.codebook_version).vectors)
+            scores[doc.id] = float(document_keys(np.asarray([doc.indices]), book)[0] @ query)
+        top = sorted(scores, key=lambda n: -scores[n])[:5]
+        assert a.learned_keys and a.retrieve == 5
+        cited = sorted(a.citations, key=lambda c: -c.score)
+        # many of these random-weight documents share their codes: ties may break either way
+        np.testing.assert_allclose([c.score for c in cited], [scores[n] for n in top], atol=1e-5)
+        np.testing.assert_allclose([c.score for c in cited], [scores[c.id] for c in cited], atol=1e-5)
+        assert len({round(v, 4) for v in scores.values()}) > 1  # the head does tell documents apart
+    store.close()
