@@ -27,8 +27,9 @@ from learner.checkpoint import load_checkpoint, resolve_checkpoint
 from learner.errors import BlankQuestion, CheckpointError
 from learner.inference.answer import DecodeConfig, answer_questions
 from learner.inference.device import pick_device, sync
-from learner.keys.head import load_key_head, question_features
+from learner.keys.head import encode_questions, load_key_head
 from learner.model.memory import Aggregation, Memory, count_codes, memory_from_counts, memory_naive
+from learner.model.precision import needs_autocast
 from learner.text.batching import TextBatcher
 from memory_store.protocol import Store
 from memory_store.retrieve import QueryFn
@@ -185,7 +186,9 @@ class Answerer:
         t0 = time.perf_counter()
         x = question_vectors(self.model, self.texts, question, self.device)  # (1, K, D)
         if self.key_head is not None:
-            learned = self.key_head.queries(question_features(x))[0].cpu().numpy()  # (d',)
+            bf16 = needs_autocast(self.model)  # bf16 frozen base weights on a GPU
+            own = encode_questions(self.model, self.texts, [question], self.device, bf16)  # (1, D)
+            learned = self.key_head.queries(own)[0].cpu().numpy()  # (d',)
             query: QueryFn = lambda v, book: learned  # noqa: E731  (the same for every version)
         else:
             query = query_function(self.model, x, lambda v: self._codebook_tensors({v})[v], self._keys_of)

@@ -204,6 +204,7 @@ def online_eval(
                 retrieve,
                 device,
                 key_head=key_head,
+                bf16=bf16,
             )
         if positions is not None:
             preds = _answer_retrieved(

@@ -22,7 +22,7 @@ import torch
 
 from learner.ask.retrieval import query_vectors
 from learner.eval.bank import Bank
-from learner.keys.head import KeyHead, question_features
+from learner.keys.head import KeyHead, encode_questions
 from learner.model.mbc import MBCModel
 from learner.model.memory import Memory
 from learner.text.batching import TextBatcher, pad
@@ -39,6 +39,7 @@ def retrieve_for(
     device: torch.device,
     batch_size: int = 64,
     key_head: KeyHead | None = None,
+    bf16: bool = False,
 ) -> npt.NDArray[np.int64]:
     """Bank positions (Q, k') of each question's top documents (k' = min(k, N)), best first."""
     (version,) = bank.codebooks  # a bank holds the one version the model encoded it with
@@ -55,10 +56,13 @@ def retrieve_for(
         q_ids, q_mask = pad(
             texts.questions_amort(list(questions[i : i + batch_size])), texts.tok.amort_pad_id
         )
-        x = model.aggregator.question_encoder(q_ids.to(device), q_mask.to(device))  # (B, K, D)
-        if key_head is not None:
-            queries = key_head.queries(question_features(x)).cpu()  # (B, d_key)
+        if key_head is not None:  # the head reads each question's own tokens (learner.keys.head)
+            chunk = questions[i : i + batch_size]
+            queries = key_head.queries(
+                encode_questions(model, texts, chunk, device, bf16)
+            ).cpu()  # (B, d_key)
         else:
+            x = model.aggregator.question_encoder(q_ids.to(device), q_mask.to(device))  # (B, K, D)
             queries = query_vectors(model, x, bank.rows[version], book)  # (B, d)
         for q in queries.numpy():
             out.append(search(q, k))

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from learner.errors import CheckpointError
+from learner.model.mbc import MBCModel
+from learner.text.batching import TextBatcher, pad
 
 FILE = "key_head.safetensors"
 FORMAT = 1
@@ -77,6 +81,24 @@ class KeyHead(nn.Module):
 def question_features(x: Tensor) -> Tensor:
     """The question side's input: the mean of the question encoder's K vectors, (B, K, D) -> (B, D)."""
     return x.float().mean(dim=1)
+
+
+@torch.no_grad()
+def encode_questions(
+    model: MBCModel, texts: TextBatcher, questions: Sequence[str], device: torch.device, bf16: bool = False
+) -> Tensor:
+    """The question side's input (B, D) for questions: the question encoder over each question's *own*
+    tokens (:meth:`TextBatcher.questions_own`) — with ``memory_query="reconstruct"`` the aggregator
+    reads one fixed query for every question, which would give every question the same key."""
+    ids, mask = pad(texts.questions_own(list(questions)), texts.tok.amort_pad_id)
+    autocast: Any = (
+        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        if bf16 and device.type == "cuda"
+        else nullcontext()
+    )
+    with autocast:
+        x = model.aggregator.question_encoder(ids.to(device), mask.to(device))  # (B, K, D)
+    return question_features(x)
 
 
 def save_key_head(head: KeyHead, checkpoint: Path, info: dict[str, Any]) -> Path:

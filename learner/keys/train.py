@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +26,8 @@ from tqdm import tqdm
 
 from corpora.types import QADataset
 from learner.inference.encode import DocumentEncoder
-from learner.keys.head import KeyHead, question_features
+from learner.keys.head import KeyHead, encode_questions
 from learner.model.mbc import MBCModel
-from learner.text.batching import pad
 from learner.text.tokenizers import Tokenizers
 
 RECALL_AT = (1, 8, 32)
@@ -82,21 +80,12 @@ def features(
         codes.append(c.cpu())
         doc_feats.append(code_rows[c.to(code_rows.device)].mean(1).cpu())  # (b, D)
     questions = [e.question for e in data.examples]
-    q_feats = []
-    autocast: Any = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        if bf16 and device.type == "cuda"
-        else nullcontext()
-    )
-    for i in tqdm(
-        range(0, len(questions), batch_size), desc=f"{desc}questions", disable=not progress, leave=False
-    ):
-        ids, mask = pad(
-            encoder.texts.questions_amort(questions[i : i + batch_size]), encoder.texts.tok.amort_pad_id
+    q_feats = [
+        encode_questions(model, encoder.texts, questions[i : i + batch_size], device, bf16).cpu()
+        for i in tqdm(
+            range(0, len(questions), batch_size), desc=f"{desc}questions", disable=not progress, leave=False
         )
-        with autocast:
-            x = model.aggregator.question_encoder(ids.to(device), mask.to(device))  # (b, K, D)
-        q_feats.append(question_features(x).cpu())
+    ]
     dim = int(code_rows.shape[1])
     return Features(
         docs=torch.cat(doc_feats) if doc_feats else torch.zeros(0, dim),

@@ -65,6 +65,11 @@ class TextBatcher:
             questions = [TASK_QUERIES[RECONSTRUCT]] * len(questions)
         return self._amort(questions, self.cfg.max_question_tokens)
 
+    def questions_own(self, questions: Sequence[str]) -> list[list[int]]:
+        """Each question's own tokens for the question encoder, whatever ``memory_query`` says (learned
+        retrieval keys read the question even where the aggregator reads a fixed query)."""
+        return self._amort(questions, self.cfg.max_question_tokens)
+
     def questions_lm(self, questions: Sequence[str]) -> list[list[int]]:
         out = self.tok.lm(list(questions), add_special_tokens=False)["input_ids"]
         return [list(ids)[-self.cfg.max_question_tokens :] for ids in out]

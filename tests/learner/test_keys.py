@@ -84,3 +84,28 @@ def test_too_few_documents_with_questions_is_a_value_error() -> None:
     f = _pairs(2, 1, 8, seed=0)
     with pytest.raises(ValueError, match="training documents"):
         train_key_head(f, KeyTrainConfig(steps=1, heldout=0.5), torch.device("cpu"), progress=False)
+
+
+def test_question_features_read_the_question_even_under_the_reconstruction_query() -> None:
+    """With memory_query="reconstruct" the aggregator reads one fixed query for every question; the
+    key head must not: two questions get two features."""
+    from learner.keys.head import encode_questions
+    from learner.model.build import build_model
+    from learner.text.batching import TextBatcher, pad
+    from learner.text.tokenizers import Tokenizers, train_tokenizer
+    from tests.learner.helpers import small_model_config
+
+    torch.manual_seed(0)
+    bpe = train_tokenizer(["where does alice work", "what is bob's job in oslo"] * 5, 64)
+    cfg = small_model_config(memory_query="reconstruct").validate()
+    model = build_model(cfg, "scratch", Tokenizers(bpe, bpe, shared=True)).eval()
+    texts = TextBatcher(Tokenizers(bpe, bpe, shared=True), cfg)
+    questions = ["where does alice work", "what is bob's job in oslo"]
+    fixed = texts.questions_amort(questions)
+    assert fixed[0] == fixed[1]  # what the aggregator reads
+    with torch.no_grad():
+        ids, mask = pad(fixed, texts.tok.amort_pad_id)
+        x = model.aggregator.question_encoder(ids, mask)
+    assert torch.allclose(x[0], x[1])
+    own = encode_questions(model, texts, questions, torch.device("cpu"))  # (2, D)
+    assert own.shape == (2, cfg.lm.hidden) and not torch.allclose(own[0], own[1], atol=1e-4)
