@@ -7,7 +7,9 @@ question's feature is the mean of its question-encoder vectors. The head then le
 (question, its document) pairs: each step draws ``batch_size`` documents and one question of each,
 and the symmetric InfoNCE loss over the batch's cosine logits (the other documents are the
 negatives) trains both maps. A held-out share of the documents (with their questions) measures
-recall@k against *every* document of the file, the way a bank is searched.
+recall@k against *every* document of the file, the way a bank is searched; every ``eval_every`` steps
+its recall@8 is checked and the best check's weights are the ones kept (a few thousand pairs overfit a
+head of this size quickly).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class KeyTrainConfig:
     batch_size: int = 256  # documents per step (and one question of each)
     lr: float = 1e-3
     weight_decay: float = 0.01
-    heldout: float = 0.1  # share of documents held out for recall
+    heldout: float = 0.1  # share of documents held out for recall (and for keeping the best head)
+    eval_every: int = 50  # steps between held-out recall@8 checks; the best check's weights are kept
     seed: int = 0
 
 
@@ -143,8 +146,11 @@ def train_key_head(
     b = min(cfg.batch_size, len(train))
     target = torch.arange(b, device=device)
     losses: list[float] = []
-    head.train()
-    for _ in tqdm(range(cfg.steps), desc="key head", disable=not progress, leave=False):
+    held_q = [q for d in sorted(held) for q in by_doc[d]]
+    best: tuple[float, int, dict[str, Tensor]] | None = None  # (held-out recall@8, step, weights)
+    curve: list[dict[str, float]] = []
+    for step in tqdm(range(1, cfg.steps + 1), desc="key head", disable=not progress, leave=False):
+        head.train()
         batch = rng.choice(train, size=b, replace=False)
         qs = [by_doc[d][rng.integers(len(by_doc[d]))] for d in batch.tolist()]
         doc_keys = head.doc_keys(docs[torch.from_numpy(batch).to(device)])  # (b, d)
@@ -156,8 +162,17 @@ def train_key_head(
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
+        if held_q and (step % cfg.eval_every == 0 or step == cfg.steps):  # keep the best held-out head
+            head.eval()
+            r8 = recall(head, f, held_q, ks=(8,))["recall_at_8"]
+            curve.append(
+                {"step": step, "loss": float(np.mean(losses[-cfg.eval_every :])), "heldout_recall_at_8": r8}
+            )
+            if best is None or r8 > best[0]:
+                best = (r8, step, {k: v.detach().clone() for k, v in head.state_dict().items()})
+    if best is not None:
+        head.load_state_dict(best[2])
     head.eval()
-    held_q = [q for d in sorted(held) for q in by_doc[d]]
     report: dict[str, Any] = {
         "documents": n,
         "questions": len(f.gold),
@@ -167,6 +182,8 @@ def train_key_head(
         "final_loss": float(np.mean(losses[-20:])),
         "first_loss": float(np.mean(losses[:20])),
         "heldout": recall(head, f, held_q) if held_q else None,  # against all n documents
+        "best_step": best[1] if best is not None else cfg.steps,
+        "curve": curve,
         "train": recall(head, f, train_q[:2000]),
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
     }

@@ -61,6 +61,8 @@ def test_contrastive_training_finds_held_out_documents_that_a_random_head_does_n
     assert report["heldout_documents"] == 80 and report["heldout_questions"] == 240
     assert report["final_loss"] < 0.5 * report["first_loss"]
     held = report["heldout"]
+    assert len(report["curve"]) == 6  # every 50 steps
+    assert held["recall_at_8"] == pytest.approx(max(c["heldout_recall_at_8"] for c in report["curve"]))
     assert held["recall_at_8"] >= 0.9 and held["recall_at_1"] >= 0.6  # against all 400 documents
     random_head = KeyHead(32, 32, 64)
     random_head.set_stats(f.docs, f.questions)
