@@ -28,3 +28,8 @@ class ModelLoadError(LearnerError):
 
 class BlankQuestion(LearnerError):
     """A question with nothing to answer: empty, or only spaces (`mbc ask` exit 2, POST /ask 422)."""
+
+
+class RetrievalRequired(LearnerError):
+    """A checkpoint that answers only from retrieved documents was asked about a whole slice
+    (summed codes: `mbc ask --retrieve K`, POST /ask ``"retrieve"``; exit 2, 422)."""

@@ -24,7 +24,7 @@ from learner.ask.retrieval import (
     retrieved_codes,
 )
 from learner.checkpoint import load_checkpoint, resolve_checkpoint
-from learner.errors import BlankQuestion, CheckpointError
+from learner.errors import BlankQuestion, CheckpointError, RetrievalRequired
 from learner.inference.answer import DecodeConfig, answer_questions
 from learner.inference.device import pick_device, sync
 from learner.keys.head import encode_questions, load_key_head
@@ -32,6 +32,7 @@ from learner.model.memory import Aggregation, Memory, count_codes, memory_from_c
 from learner.model.precision import needs_autocast
 from learner.text.batching import TextBatcher
 from memory_store.protocol import Store
+from memory_store.records import RetrievedDocument
 from memory_store.retrieve import QueryFn
 
 
@@ -76,12 +77,9 @@ class Answerer:
         """``cite``: how many documents a whole-slice answer (``retrieve=0``) cites at most."""
         self.device = pick_device(device)
         self.model, tokenizers, _ = load_checkpoint(checkpoint, self.device)
-        if not self.model.codebook.per_code_rows:
-            raise CheckpointError(
-                f"{checkpoint}: its codes add up per vector (code_combine='sum'), so a stored code has no "
-                "memory row of its own, which counts aggregation, retrieval queries and citations need; "
-                "`mbc eval --oracle` reads it, serving it is not built yet"
-            )
+        # Summed codes (code_combine="sum") have no memory row per code: a document's K rows are decoded
+        # from its codes, so answers read retrieved documents only, ranked by learned keys.
+        self.summed = not self.model.codebook.per_code_rows
         self.model.eval()
         self.texts = TextBatcher(tokenizers, self.model.config)
         self.store = store
@@ -90,6 +88,12 @@ class Answerer:
         self.key_head = load_key_head(resolve_checkpoint(checkpoint), self.device)
         if self.key_head is not None:
             store.use_key_book(self._key_book)
+        elif self.summed:
+            raise CheckpointError(
+                f"{checkpoint}: its codes add up per vector (code_combine='sum'), so answers read the "
+                "documents a question retrieves, ranked by learned keys: run `mbc train-keys --checkpoint "
+                f"{checkpoint} --data <QA file>` first"
+            )
         self.decode = DecodeConfig(max_new_tokens=max_new_tokens)
         self._codebooks: dict[int, Tensor] = {}
         self._query_keys: dict[int, Tensor] = {}  # version -> first-block keys of its rows (queries)
@@ -183,6 +187,11 @@ class Answerer:
             raise BlankQuestion(problem)
         if retrieve < 0:
             raise ValueError(f"retrieve must be 0 (the whole slice) or a number of documents, got {retrieve}")
+        if self.summed and retrieve == 0:
+            raise RetrievalRequired(
+                "this checkpoint's codes add up per vector (code_combine='sum'): it answers from the "
+                'documents a question retrieves; give --retrieve K (POST /ask: "retrieve": K)'
+            )
         t0 = time.perf_counter()
         x = question_vectors(self.model, self.texts, question, self.device)  # (1, K, D)
         if self.key_head is not None:
@@ -192,6 +201,9 @@ class Answerer:
             query: QueryFn = lambda v, book: learned  # noqa: E731  (the same for every version)
         else:
             query = query_function(self.model, x, lambda v: self._codebook_tensors({v})[v], self._keys_of)
+        if self.summed:
+            found = self.store.retrieve(query, retrieve, since, until, source)
+            return self._ask_summed(question, x, found, since, until, source, retrieve, t0)
         if retrieve > 0:
             found = self.store.retrieve(query, retrieve, since, until, source)
             memory, docs, versions, rows = self._memory_of(*retrieved_codes(found), aggregation)
@@ -229,6 +241,71 @@ class Answerer:
             citations=cited,
             uncited_mass=uncited,
             learned_keys=self.key_head is not None,
+        )
+
+    def _ask_summed(
+        self,
+        question: str,
+        x: Tensor,
+        found: Sequence[RetrievedDocument],
+        since: datetime | None,
+        until: datetime | None,
+        source: str | None,
+        retrieve: int,
+        t0: float,
+    ) -> Answer:
+        """A summed-code checkpoint's answer from the retrieved documents ``found``: memory = their
+        decoded rows (N·K, D), each document's attention mass the sum over its K rows."""
+        text, refusal, cited = None, None, []
+        versions = sorted({d.codebook_version for d in found})
+        memory: Memory | None = None
+        if not found:
+            refusal = self._nothing_in(since, until, source)
+        else:
+            codes, doc_versions = retrieved_codes(found)  # (N, K·G), (N,)
+            parts, order = [], []
+            for v in versions:
+                at = np.flatnonzero(doc_versions == v)
+                stored = torch.from_numpy(self.store.get_codebook(v).vectors).to(self.device)  # (G·C, d)
+                parts.append(self.model.codebook.document_rows(torch.from_numpy(codes[at]), stored).float())
+                order.extend(at.tolist())
+            rows = torch.cat(parts)[torch.from_numpy(np.argsort(order))]  # (N, K, D), in found's order
+            memory = Memory(rows.reshape(-1, rows.shape[-1]).to(self.device))  # (N·K, D), document-major
+            text = answer_questions(self.model, self.texts, [question], memory, self.decode, 1, self.device)[
+                0
+            ]
+            mass = self.model.aggregator.attention_mass(x, memory)[0].view(len(found), -1).sum(1)  # (N,)
+            cited = sorted(
+                (
+                    Citation(
+                        d.id,
+                        d.title,
+                        d.url,
+                        d.source,
+                        d.published_at.isoformat(),
+                        round(float(m), 6),
+                        round(d.score, 6),
+                    )
+                    for d, m in zip(found, mass.tolist(), strict=True)
+                ),
+                key=lambda c: (-c.attention_mass, c.id),
+            )
+            sync(self.device)
+        return Answer(
+            question=question,
+            answer=text,
+            documents=len(found),
+            memory_rows=0 if memory is None else memory.num_rows,
+            codebook_versions=versions,
+            aggregation="per-document",
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            since=since.isoformat() if since else None,
+            until=until.isoformat() if until else None,
+            source=source,
+            refusal=refusal,
+            retrieve=retrieve,
+            citations=cited,
+            learned_keys=True,
         )
 
     def _nothing_in(self, since: datetime | None, until: datetime | None, source: str | None) -> str:

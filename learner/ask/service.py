@@ -14,7 +14,8 @@ Bounded work per request (:class:`AskLimits`, settings ``qa_*``):
   (:mod:`infra.http`);
 * at most ``max_concurrent`` requests are admitted at once (waiting for the model or running on
   it; the model answers one at a time): one more gets 429;
-* a blank question (empty or no words) gets 422, as ``mbc ask`` exits 2 on it;
+* a blank question (empty or no words) gets 422, as ``mbc ask`` exits 2 on it; so does a whole-slice
+  question (``"retrieve": 0``) to a summed-code checkpoint, which answers from retrieved documents only;
 * a slice with no documents is refused, not answered closed-book: 200 with ``"answer": null`` and
   ``refusal`` saying why (``mbc ask`` prints the same decision and exits 3);
 * a request that has no answer after ``timeout_s`` gets 503. Its thread cannot be killed: it keeps
@@ -40,6 +41,7 @@ from infra.http import limit_body_size, one_line_validation_errors, window_probl
 from learner.ask.answerer import Answer
 from learner.ask.question import question_problem
 from learner.ask.settings import ASK_SCOPE, MAX_RETRIEVE, qa_tokens
+from learner.errors import RetrievalRequired
 
 MAX_BODY_BYTES = 64 * 1024  # a question of at most a few thousand characters and a slice
 
@@ -208,5 +210,7 @@ def build_app(answerer: AnswersQuestions, token: str | None, limits: AskLimits |
                 {"detail": f"no answer within {lim.timeout_s:g} s (MBC_QA_REQUEST_TIMEOUT_S)"},
                 status_code=503,
             )
+        except RetrievalRequired as e:  # a summed-code checkpoint asked about a whole slice
+            return JSONResponse({"detail": str(e)}, status_code=422)
 
     return app

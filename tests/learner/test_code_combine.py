@@ -207,10 +207,63 @@ def test_bm25_scores_follow_the_okapi_formula() -> None:
     assert bm25.scores("Cat!")[2] == pytest.approx(expected)
 
 
-def test_serving_refuses_a_summed_checkpoint_with_one_line(runs: dict[str, Path], tmp_path: Path) -> None:
+def test_serving_a_summed_checkpoint_needs_learned_keys_and_answers_from_retrieved_documents(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
     from learner.ask.answerer import Answerer
+    from learner.errors import RetrievalRequired
+    from learner.inference.answer import answer_questions
+    from learner.keys.head import save_key_head
+    from learner.keys.train import KeyTrainConfig, features, train_key_head
+    from learner.model.memory import Memory
+    from memory_store.codec import pack_codes_batch
+    from memory_store.records import DocumentRecord
     from memory_store.store import MemoryStore
 
-    store = MemoryStore(f"sqlite:///{tmp_path / 'm.db'}", auto_migrate=True, index_dir=tmp_path)
-    with store, pytest.raises(CheckpointError, match="code_combine='sum'"):
-        Answerer(runs["sum"], store)
+    store = MemoryStore(f"sqlite:///{tmp_path / 'm.db'}", auto_migrate=True, index_dir=tmp_path / "faiss")
+    with pytest.raises(
+        CheckpointError, match="mbc train-keys"
+    ):  # no learned keys: nothing ranks its documents
+        Answerer(runs["sum"], store, "cpu")
+    ckpt = tmp_path / "sum"
+    shutil.copytree(runs["sum"], ckpt)
+    model, tok, _ = load_checkpoint(ckpt)
+    test = load_dataset(runs["data"] / "test.csv").first_docs(8)
+    f = features(model, tok, test, torch.device("cpu"), progress=False)
+    head, _ = train_key_head(
+        f, KeyTrainConfig(steps=5, batch_size=4, heldout=0.0), torch.device("cpu"), False
+    )
+    save_key_head(head, ckpt, {})
+    cfg = model.config
+    vectors = model.codebook.vectors.detach()
+    version = store.add_codebook_version(vectors.numpy(), groups=cfg.codes_per_vector)
+    docs = list(test.documents.values())
+    blobs = pack_codes_batch(f.codes, cfg.stored_codebook_size, groups=cfg.codes_per_vector)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    store.write_batch(
+        [
+            DocumentRecord(d.doc_id, "wire", t0 + timedelta(hours=i), "0" * 64, cfg.stored_codes, version, b)
+            for i, (d, b) in enumerate(zip(docs, blobs, strict=True))
+        ]
+    )
+    answerer = Answerer(ckpt, store, "cpu")
+    question = test.examples[0].question
+    with pytest.raises(RetrievalRequired, match="--retrieve K"):
+        answerer.ask(question)  # the whole slice: not for summed codes
+    a = answerer.ask(question, retrieve=3)
+    assert a.learned_keys and a.aggregation == "per-document" and a.documents == 3
+    assert a.memory_rows == 3 * cfg.num_vectors  # K decoded rows per retrieved document
+    assert sum(c.attention_mass for c in a.citations) == pytest.approx(1.0, abs=1e-5)
+    # the same answer as the model reading those documents' decoded rows directly
+    ids = [c.id for c in sorted(a.citations, key=lambda c: -c.score)]
+    position = {d.doc_id: i for i, d in enumerate(docs)}
+    rows = model.codebook.document_rows(torch.from_numpy(f.codes[[position[i] for i in ids]]), vectors)
+    again = answer_questions(
+        answerer.model, answerer.texts, [question], Memory(rows.reshape(-1, rows.shape[-1])), answerer.decode, 1,
+        torch.device("cpu"),
+    )  # fmt: skip
+    assert a.answer == again[0]
+    store.close()

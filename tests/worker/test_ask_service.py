@@ -154,3 +154,30 @@ def test_ask_serve_refuses_a_non_loopback_address_without_a_token() -> None:
     # On loopback, or with a token, the bind check passes: what stops it now is the missing checkpoint.
     for out in (_ask_serve("--host", "127.0.0.1"), _ask_serve("--host", "0.0.0.0", MBC_QA_TOKEN="t")):
         assert out.returncode == 2 and "no checkpoint" in out.stderr and "refusing" not in out.stderr
+
+
+class SummedAnswerer(FakeAnswerer):
+    """Answers only from retrieved documents, as a summed-code checkpoint does."""
+
+    def ask(
+        self,
+        question: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+        aggregation: str = "counts",
+        retrieve: int = 0,
+    ) -> Answer:
+        from learner.errors import RetrievalRequired
+
+        if retrieve == 0:
+            raise RetrievalRequired("answers from the documents a question retrieves; give --retrieve K")
+        return Answer(question, "rates held", 3, 36, [1], "per-document", 1.5, retrieve=retrieve)
+
+
+def test_a_whole_slice_question_to_a_retrieval_only_checkpoint_is_422_with_one_line() -> None:
+    client = _client(SummedAnswerer())
+    r = client.post("/ask", json={"question": "which fell"}, headers=AUTH)
+    assert r.status_code == 422 and "give --retrieve K" in r.json()["detail"]
+    r = client.post("/ask", json={"question": "which fell", "retrieve": 3}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["aggregation"] == "per-document"
