@@ -66,7 +66,7 @@ def train_keys(
     import torch
 
     from corpora.qa import load_dataset
-    from learner.checkpoint import load_checkpoint, resolve_checkpoint
+    from learner.checkpoint import load_checkpoint, read_meta, resolve_checkpoint
     from learner.checkpoint_option import require_checkpoint
     from learner.errors import ConfigValueError
     from learner.keys.head import save_key_head
@@ -80,12 +80,13 @@ def train_keys(
     path = resolve_checkpoint(require_checkpoint(checkpoint, True))
     ds = load_dataset(data, data_format).first_docs(num_docs)  # a wrong file fails before the model loads
     val = load_dataset(val_data, val_format).first_docs(val_num_docs) if val_data else None
-    model, tokenizers, meta = load_checkpoint(path, dev, lm_source=base_lm)
-    if meta.train_memory != "compressed":
+    trained = read_meta(path).train_memory  # refused before the model loads
+    if trained != "compressed":
         raise ConfigValueError(
-            f"{path}: trained with --memory {meta.train_memory}; keys are learned from the stored codes of a "
+            f"{path}: trained with --memory {trained}; keys are learned from the stored codes of a "
             "compressed-memory checkpoint"
         )
+    model, tokenizers, _ = load_checkpoint(path, dev, lm_source=base_lm)
     cfg = KeyTrainConfig(key_dim, hidden, steps, batch_size, lr, heldout=heldout, seed=seed)
     f = features(model, tokenizers, ds, dev, bf16, encode_batch, progress, "train ")
     try:

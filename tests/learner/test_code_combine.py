@@ -267,3 +267,14 @@ def test_serving_a_summed_checkpoint_needs_learned_keys_and_answers_from_retriev
     )  # fmt: skip
     assert a.answer == again[0]
     store.close()
+
+
+def test_train_keys_refuses_a_float_memory_checkpoint_before_loading_it(runs: dict[str, Path]) -> None:
+    from typer.testing import CliRunner
+
+    from mbc.cli import app
+
+    r = CliRunner().invoke(
+        app, ["train-keys", "--checkpoint", str(runs["full"]), "--data", str(runs["data"] / "train.csv")]
+    )
+    assert r.exit_code != 0 and "trained with --memory full" in str(r.exception or r.output)  # mbc: exit 2
