@@ -30,7 +30,10 @@ def train_keys(
     ] = None,
     val_data: Annotated[
         Path | None,
-        typer.Option(help="A QA file to report recall@1/8/32 on, each question against all its documents."),
+        typer.Option(
+            help="A QA file to report recall@1/8/32 on, each question against all its documents. "
+            "[default: none]"
+        ),
     ] = None,
     val_format: Annotated[QAFormat, typer.Option(help=FORMAT_HELP)] = "auto",
     val_num_docs: Annotated[
@@ -53,7 +56,8 @@ def train_keys(
     base_lm: Annotated[
         str | None,
         typer.Option(
-            help="Where the checkpoint's base LM is now (e.g. a .gguf path); must be the same file."
+            help="Where the checkpoint's base LM is now (e.g. a .gguf path); must be the same file. "
+            "[default: where the checkpoint says]"
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split and the batches.")] = 0,
