@@ -18,6 +18,7 @@ from learner.ask.question import question_problem
 from learner.ask.retrieval import (
     Citation,
     citations,
+    cite,
     first_block_keys,
     query_function,
     question_vectors,
@@ -96,14 +97,22 @@ class Answerer:
             )
         self.decode = DecodeConfig(max_new_tokens=max_new_tokens)
         self._codebooks: dict[int, Tensor] = {}
+        self._stored_books: dict[int, Tensor] = {}  # version -> its stored code vectors (G·C, d)
         self._query_keys: dict[int, Tensor] = {}  # version -> first-block keys of its rows (queries)
         self.cite = cite
+
+    def _stored(self, version: int) -> Tensor:
+        """A stored codebook version's code vectors (G·C, d) on the device, read once (versions never change)."""
+        if version not in self._stored_books:
+            self._stored_books[version] = torch.from_numpy(self.store.get_codebook(version).vectors).to(
+                self.device
+            )
+        return self._stored_books[version]
 
     def _codebook_tensors(self, versions: set[int]) -> dict[int, Tensor]:
         """Memory rows (G·C, D) of stored codebook versions (their code vectors decoded by the model)."""
         for v in versions - set(self._codebooks):
-            stored = torch.from_numpy(self.store.get_codebook(v).vectors).to(self.device)  # (G·C, d)
-            self._codebooks[v] = self.model.codebook.memory_rows(stored)
+            self._codebooks[v] = self.model.codebook.memory_rows(self._stored(v))
         return {v: self._codebooks[v] for v in versions}
 
     @torch.no_grad()
@@ -201,29 +210,38 @@ class Answerer:
             query: QueryFn = lambda v, book: learned  # noqa: E731  (the same for every version)
         else:
             query = query_function(self.model, x, lambda v: self._codebook_tensors({v})[v], self._keys_of)
-        if self.summed:
-            found = self.store.retrieve(query, retrieve, since, until, source)
-            return self._ask_summed(question, x, found, since, until, source, retrieve, t0)
-        if retrieve > 0:
-            found = self.store.retrieve(query, retrieve, since, until, source)
-            memory, docs, versions, rows = self._memory_of(*retrieved_codes(found), aggregation)
-        else:
-            memory, docs, versions, rows = self._slice_memory(since, until, source, aggregation)
         text, refusal, cited, uncited = None, None, [], 0.0
+        if self.summed:  # the retrieved documents' decoded rows, K per document
+            found = self.store.retrieve(query, retrieve, since, until, source)
+            versions = sorted({d.codebook_version for d in found})
+            memory, docs, aggregation_name = self._summed_memory(found), len(found), "per-document"
+        else:
+            if retrieve > 0:
+                found = self.store.retrieve(query, retrieve, since, until, source)
+                memory, docs, versions, rows = self._memory_of(*retrieved_codes(found), aggregation)
+            else:
+                memory, docs, versions, rows = self._slice_memory(since, until, source, aggregation)
+            aggregation_name = aggregation
         if memory is None:
             refusal = self._nothing_in(since, until, source)
         else:
             text = answer_questions(self.model, self.texts, [question], memory, self.decode, 1, self.device)[
                 0
             ]
-            counted = memory  # the counts memory; for naive its equal counts form
-            if aggregation != "counts":
-                counted = memory_from_counts(rows, self._codebook_tensors(set(versions)), self.device)
-            mass = self.model.aggregator.attention_mass(x, counted)[0]  # (R,) = the naive path's, per code
-            if retrieve == 0:
-                found = self.store.retrieve(query, self.cite, since, until, source)
-            cited = citations(found, rows, mass)
-            uncited = 0.0 if retrieve else round(max(0.0, 1.0 - sum(c.attention_mass for c in cited)), 6)
+            if self.summed:  # each document's mass: the sum over its K rows
+                mass = self.model.aggregator.attention_mass(x, memory)[0].view(len(found), -1).sum(1)  # (N,)
+                cited = cite(found, mass.tolist())
+            else:
+                counted = memory  # the counts memory; for naive its equal counts form
+                if aggregation != "counts":
+                    counted = memory_from_counts(rows, self._codebook_tensors(set(versions)), self.device)
+                mass = self.model.aggregator.attention_mass(x, counted)[
+                    0
+                ]  # (R,) = the naive path's, per code
+                if retrieve == 0:
+                    found = self.store.retrieve(query, self.cite, since, until, source)
+                cited = citations(found, rows, mass)
+                uncited = 0.0 if retrieve else round(max(0.0, 1.0 - sum(c.attention_mass for c in cited)), 6)
             sync(self.device)
         return Answer(
             question=question,
@@ -231,7 +249,7 @@ class Answerer:
             documents=docs,
             memory_rows=0 if memory is None else memory.num_rows,
             codebook_versions=versions,
-            aggregation=aggregation,
+            aggregation=aggregation_name,
             latency_ms=(time.perf_counter() - t0) * 1000,
             since=since.isoformat() if since else None,
             until=until.isoformat() if until else None,
@@ -243,70 +261,22 @@ class Answerer:
             learned_keys=self.key_head is not None,
         )
 
-    def _ask_summed(
-        self,
-        question: str,
-        x: Tensor,
-        found: Sequence[RetrievedDocument],
-        since: datetime | None,
-        until: datetime | None,
-        source: str | None,
-        retrieve: int,
-        t0: float,
-    ) -> Answer:
-        """A summed-code checkpoint's answer from the retrieved documents ``found``: memory = their
-        decoded rows (N·K, D), each document's attention mass the sum over its K rows."""
-        text, refusal, cited = None, None, []
-        versions = sorted({d.codebook_version for d in found})
-        memory: Memory | None = None
+    def _summed_memory(self, found: Sequence[RetrievedDocument]) -> Memory | None:
+        """Memory (N·K, D), document-major, of retrieved documents with summed codes: each one's K rows
+        decoded from its codes against its own codebook version; None when nothing was found."""
         if not found:
-            refusal = self._nothing_in(since, until, source)
-        else:
-            codes, doc_versions = retrieved_codes(found)  # (N, K·G), (N,)
-            parts, order = [], []
-            for v in versions:
-                at = np.flatnonzero(doc_versions == v)
-                stored = torch.from_numpy(self.store.get_codebook(v).vectors).to(self.device)  # (G·C, d)
-                parts.append(self.model.codebook.document_rows(torch.from_numpy(codes[at]), stored).float())
-                order.extend(at.tolist())
-            rows = torch.cat(parts)[torch.from_numpy(np.argsort(order))]  # (N, K, D), in found's order
-            memory = Memory(rows.reshape(-1, rows.shape[-1]).to(self.device))  # (N·K, D), document-major
-            text = answer_questions(self.model, self.texts, [question], memory, self.decode, 1, self.device)[
-                0
-            ]
-            mass = self.model.aggregator.attention_mass(x, memory)[0].view(len(found), -1).sum(1)  # (N,)
-            cited = sorted(
-                (
-                    Citation(
-                        d.id,
-                        d.title,
-                        d.url,
-                        d.source,
-                        d.published_at.isoformat(),
-                        round(float(m), 6),
-                        round(d.score, 6),
-                    )
-                    for d, m in zip(found, mass.tolist(), strict=True)
-                ),
-                key=lambda c: (-c.attention_mass, c.id),
-            )
-            sync(self.device)
-        return Answer(
-            question=question,
-            answer=text,
-            documents=len(found),
-            memory_rows=0 if memory is None else memory.num_rows,
-            codebook_versions=versions,
-            aggregation="per-document",
-            latency_ms=(time.perf_counter() - t0) * 1000,
-            since=since.isoformat() if since else None,
-            until=until.isoformat() if until else None,
-            source=source,
-            refusal=refusal,
-            retrieve=retrieve,
-            citations=cited,
-            learned_keys=True,
-        )
+            return None
+        codes, doc_versions = retrieved_codes(found)  # (N, K·G), (N,)
+        parts, order = [], []
+        for v in sorted({int(v) for v in doc_versions}):
+            at = np.flatnonzero(doc_versions == v)
+            decoded = self.model.codebook.document_rows(
+                torch.from_numpy(codes[at]), self._stored(v)
+            )  # (n, K, D)
+            parts.append(decoded.float())
+            order.extend(at.tolist())
+        rows = torch.cat(parts)[torch.from_numpy(np.argsort(order))]  # (N, K, D), in found's order
+        return Memory(rows.reshape(-1, rows.shape[-1]).to(self.device))
 
     def _nothing_in(self, since: datetime | None, until: datetime | None, source: str | None) -> str:
         """Why an empty slice has no answer: an empty store, or a slice that matches nothing."""

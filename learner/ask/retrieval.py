@@ -120,7 +120,11 @@ def citations(
     docs: Sequence[RetrievedDocument], count_rows: npt.NDArray[np.int64], row_mass: Tensor
 ) -> list[Citation]:
     """Citations of ``docs`` in a memory of ``count_rows`` whose rows got ``row_mass``, by mass."""
-    masses = document_masses([(d.codebook_version, d.indices) for d in docs], count_rows, row_mass)
+    return cite(docs, document_masses([(d.codebook_version, d.indices) for d in docs], count_rows, row_mass))
+
+
+def cite(docs: Sequence[RetrievedDocument], masses: Sequence[float]) -> list[Citation]:
+    """Citations of ``docs`` with the attention mass each got, highest first."""
     out = [
         Citation(d.id, d.title, d.url, d.source, d.published_at.isoformat(), round(m, 6), round(d.score, 6))
         for d, m in zip(docs, masses, strict=True)

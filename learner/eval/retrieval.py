@@ -53,15 +53,13 @@ def retrieve_for(
     search = _searcher(version, keys)
     out = []
     for i in range(0, len(questions), batch_size):
-        q_ids, q_mask = pad(
-            texts.questions_amort(list(questions[i : i + batch_size])), texts.tok.amort_pad_id
-        )
+        chunk = list(questions[i : i + batch_size])
         if key_head is not None:  # the head reads each question's own tokens (learner.keys.head)
-            chunk = questions[i : i + batch_size]
             queries = key_head.queries(
                 encode_questions(model, texts, chunk, device, bf16)
             ).cpu()  # (B, d_key)
         else:
+            q_ids, q_mask = pad(texts.questions_amort(chunk), texts.tok.amort_pad_id)
             x = model.aggregator.question_encoder(q_ids.to(device), q_mask.to(device))  # (B, K, D)
             queries = query_vectors(model, x, bank.rows[version], book)  # (B, d)
         for q in queries.numpy():

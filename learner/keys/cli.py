@@ -13,10 +13,9 @@ import typer
 
 from corpora.formats import QAFormat
 from infra.cli import setting_help
+from learner.eval.cli import FORMAT_HELP
 from learner.settings import Device, LearnerSettings
 from learner.settings import setup_learner as _setup
-
-FORMAT_HELP = "Dataset format (auto: from the extension and the CSV header)."
 
 
 def train_keys(
@@ -67,20 +66,16 @@ def train_keys(
     contrastively on the file's (question, document) pairs with the model frozen. Writes
     CHECKPOINT/key_head.safetensors, which `mbc eval --retrieve K --retriever keys` then uses; prints
     recall@k (held-out documents, and --val-data) as JSON."""
-    import torch
-
     from corpora.qa import load_dataset
     from learner.checkpoint import load_checkpoint, read_meta, resolve_checkpoint
     from learner.checkpoint_option import require_checkpoint
     from learner.errors import ConfigValueError
+    from learner.inference.device import pick_device
     from learner.keys.head import save_key_head
     from learner.keys.train import KeyTrainConfig, features, recall, train_key_head
 
     settings = _setup()
-    choice = device or settings.device
-    dev = torch.device(
-        "cuda" if choice == "auto" and torch.cuda.is_available() else ("cpu" if choice == "auto" else choice)
-    )
+    dev = pick_device(device or settings.device)
     path = resolve_checkpoint(require_checkpoint(checkpoint, True))
     ds = load_dataset(data, data_format).first_docs(num_docs)  # a wrong file fails before the model loads
     val = load_dataset(val_data, val_format).first_docs(val_num_docs) if val_data else None

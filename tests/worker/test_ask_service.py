@@ -27,7 +27,9 @@ class FakeAnswerer:
 
     device = "cpu"
 
-    def __init__(self, blocking: bool = False) -> None:
+    def __init__(self, blocking: bool = False, retrieval_only: bool = False) -> None:
+        """``retrieval_only``: refuse whole-slice questions, as a summed-code checkpoint does."""
+        self.retrieval_only = retrieval_only
         self.started, self.release, self.finished = threading.Event(), threading.Event(), threading.Event()
         self.calls: list[tuple[str, str]] = []
         if not blocking:
@@ -42,10 +44,16 @@ class FakeAnswerer:
         aggregation: str = "counts",
         retrieve: int = 0,
     ) -> Answer:
+        if self.retrieval_only and retrieve == 0:
+            from learner.errors import RetrievalRequired
+
+            raise RetrievalRequired("answers from the documents a question retrieves; give --retrieve K")
         self.calls.append((question, aggregation))
         self.started.set()
         assert self.release.wait(10)
         self.finished.set()
+        if self.retrieval_only:
+            return Answer(question, "rates held", 3, 36, [1], "per-document", 1.5, retrieve=retrieve)
         return Answer(question, "rates held", 3, 5, [1], aggregation, 1.5, source=source)
 
 
@@ -156,27 +164,8 @@ def test_ask_serve_refuses_a_non_loopback_address_without_a_token() -> None:
         assert out.returncode == 2 and "no checkpoint" in out.stderr and "refusing" not in out.stderr
 
 
-class SummedAnswerer(FakeAnswerer):
-    """Answers only from retrieved documents, as a summed-code checkpoint does."""
-
-    def ask(
-        self,
-        question: str,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        source: str | None = None,
-        aggregation: str = "counts",
-        retrieve: int = 0,
-    ) -> Answer:
-        from learner.errors import RetrievalRequired
-
-        if retrieve == 0:
-            raise RetrievalRequired("answers from the documents a question retrieves; give --retrieve K")
-        return Answer(question, "rates held", 3, 36, [1], "per-document", 1.5, retrieve=retrieve)
-
-
 def test_a_whole_slice_question_to_a_retrieval_only_checkpoint_is_422_with_one_line() -> None:
-    client = _client(SummedAnswerer())
+    client = _client(FakeAnswerer(retrieval_only=True))
     r = client.post("/ask", json={"question": "which fell"}, headers=AUTH)
     assert r.status_code == 422 and "give --retrieve K" in r.json()["detail"]
     r = client.post("/ask", json={"question": "which fell", "retrieve": 3}, headers=AUTH)
