@@ -20,7 +20,8 @@
 # Scale knobs (environment): PRE_MIN, QA_MIN (minutes), PRE_BATCH, QA_BATCH, EVAL_DOCS, PRE_STEPS,
 # QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY, BIG_BATCH, QA_EPOCHS,
 # PROFILE_BATCHES, PROFILE_STEPS, PQ_GROUPS, PQ_LR, RETRIEVE, FROM_FULL, FULL_MIN, FULL_QA_MIN, KMEANS_CHUNKS,
-# PACKED, PACK, KEY_STEPS, KEY_RETRIEVE, KEY_DOCS, KEY_VAL_DOCS.
+# PACKED, PACK, KEY_STEPS, KEY_RETRIEVE, KEY_DOCS, KEY_VAL_DOCS, PQ_STEPS (a step cap of phase 1 alone:
+# PQ_STEPS=2 makes it the k-means PQ of the float vectors, for a short lease).
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-.data}
@@ -152,7 +153,7 @@ qa qa-full-rq "$FROM_FULL" full "oracle bm25" $RQ --max-minutes "${FULL_QA_MIN:-
 PIDS=()
 for g in $PQ_GROUPS; do  # summed codes, G·d = D = 576: the first step is k-means PQ of the float vectors
   pretrain "pre-pq$g" --memory compressed --codes-per-vector "$g" --code-dim $((576 / g)) --no-code-cosine \
-    --code-combine sum --init-from "$FROM_FULL" $R --lr "$PQ_LR" & PIDS+=($!)
+    --code-combine sum --init-from "$FROM_FULL" $R --lr "$PQ_LR" ${PQ_STEPS:+--steps $PQ_STEPS} & PIDS+=($!)
 done
 [ "${FLOOR:-0}" = 1 ] && baseline none base-none-r32 --lora-r 32 --lora-last-n 30 &  # F1 7.7 on 2026-12-03
 wait "${PIDS[@]}"
