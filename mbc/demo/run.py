@@ -76,11 +76,25 @@ def _isolated_environment(values: dict[str, str]) -> Iterator[dict[str, str]]:
 
 
 class _Interrupted(KeyboardInterrupt):
-    """SIGTERM, turned into the same path as Ctrl-C."""
+    """Ctrl-C or SIGTERM: the one path that stops the demo and cleans up."""
 
 
-def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise _Interrupted(signal.Signals(signum).name)
+class _StopRequest:
+    """The handler of SIGINT and SIGTERM while the demo runs. It raises :class:`_Interrupted` where the
+    signal lands and also remembers it: a KeyboardInterrupt raised inside a callback from C (a Kafka
+    client's) or a finalizer is swallowed there, and the demo would go on to exit 0 — so every step and
+    every wait checks :meth:`check`, and the last check comes after the last step."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.signal_name = signal.Signals(signum).name
+        raise _Interrupted(self.signal_name)
+
+    def check(self) -> None:
+        if self.signal_name is not None:
+            raise _Interrupted(self.signal_name)
 
 
 @dataclass
@@ -125,12 +139,14 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> dict[str
     summary: dict[str, Any] = {"work_dir": str(work), "kept": options.keep is not None}
     main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there
     previous_int, previous_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    stop = _StopRequest()
     if main_thread:
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGTERM, stop.handle)
+        signal.signal(signal.SIGINT, stop.handle)
     env = {"MBC_DATABASE__URL": db_url, "MBC_LOG_JSON": "true", "MBC_LOG_LEVEL": "INFO"}
     try:
         with _isolated_environment(env):
-            summary.update(_run(options, assets, work, db_url, children, res, progress, deadline))
+            summary.update(_run(options, assets, work, db_url, children, res, progress, deadline, stop))
     finally:
         if main_thread:  # a second Ctrl-C or SIGTERM must not cut the cleanup short
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -166,6 +182,7 @@ def _run(
     res: _Resources,
     progress: Progress,
     deadline: float,
+    stop: _StopRequest,
 ) -> dict[str, Any]:
     from infra.broker import BrokerProcess
     from infra.kafka import ensure_topics
@@ -173,6 +190,7 @@ def _run(
     from memory_store.store import MemoryStore
 
     def left() -> float:
+        stop.check()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             tails = "".join(
@@ -186,10 +204,14 @@ def _run(
             )
         return remaining
 
+    def step(text: str) -> None:
+        left()
+        progress.step(text)
+
     out: dict[str, Any] = {}
     keep = "kept" if options.keep is not None else "removed at the end; --keep DIR keeps it"
     print(f"mbc demo: work folder {work} ({keep})", file=progress.stream, flush=True)
-    progress.step("embedded Kafka broker (librdkafka mock cluster)")
+    step("embedded Kafka broker (librdkafka mock cluster)")
     res.broker = BrokerProcess(startup_timeout=min(60.0, left()))
     bootstrap = res.broker.start()
     os.environ["MBC_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
@@ -197,7 +219,7 @@ def _run(
     ensure_topics(kafka, topics)
     progress.done(f"listening on {bootstrap}; topics {topics.raw}, {topics.clean}, {topics.dlq}")
 
-    progress.step("memory store (SQLite) and the services: faust stage, learner")
+    step("memory store (SQLite) and the services: faust stage, learner")
     store = res.store = MemoryStore(db_url, auto_migrate=True)
     stage_port = _free_port()
     stage = children.start(
@@ -232,7 +254,7 @@ def _run(
     )
     progress.done(f"started (pids {stage.proc.pid}, {learner.proc.pid}); store {work / 'memory.db'}")
 
-    progress.step(f"feed producer: mbc produce feeds --once ({assets['feed'].name} over local HTTP)")
+    step(f"feed producer: mbc produce feeds --once ({assets['feed'].name} over local HTTP)")
     feed = res.feed = FeedServer(assets["feed"].read_bytes())
     feeds = children.start(
         "produce-feeds",
@@ -242,7 +264,7 @@ def _run(
     feed_items = records_in(kafka, topics.raw)
     progress.done(f"{feed_items} news items from {feed.url}")
 
-    progress.step(f"replay: mbc produce replay {assets['stream'].name}")
+    step(f"replay: mbc produce replay {assets['stream'].name}")
     replay = children.start(
         "produce-replay", ["produce", "replay", str(assets["stream"]), "--format", "jsonl", "--no-progress"]
     )
@@ -258,13 +280,13 @@ def _run(
     )
     out["published"] = {"feed": feed_items, "replay": replayed, "malformed": bad, "total": published}
 
-    progress.step("stage and learner at work: docs.raw -> docs.clean -> codes in the memory store")
+    step("stage and learner at work: docs.raw -> docs.clean -> codes in the memory store")
     decided, stored, clean = wait_for_stream(
         children, stage, learner, stage_port, store, kafka, topics.clean, published, left, progress
     )
     progress.done(f"stage decided {decided}/{published}; learner stored {stored}/{clean} clean documents")
 
-    progress.step("stopping the stage and the learner (SIGTERM: they commit and exit)")
+    step("stopping the stage and the learner (SIGTERM: they commit and exit)")
     codes = {"stage": children.stop(stage, 60.0), "learner": children.stop(learner, 60.0)}
     if any(codes.values()):
         bad_child = next(c for c in (stage, learner) if c.proc.returncode)
@@ -277,16 +299,17 @@ def _run(
     out["stage"] = stage_books
     out["dead_letters"] = dlq
 
-    progress.step("reading the memory store: stats, SQL views, codebook health")
+    step("reading the memory store: stats, SQL views, codebook health")
     out.update(read_store(store))
     progress.done(
         f"{out['store']['documents']} documents in memory, {len(out['codebook'])} codebook versions"
     )
 
-    progress.step("asking questions with the memory and without (base LM alone)")
+    step("asking questions with the memory and without (base LM alone)")
     out.update(score_questions(assets["checkpoint"], assets["questions"], store, options.questions))
     progress.done(
         f"exact match over {len(out['questions'])} questions: with memory {out['em']['with_memory']:.2f}, "
         f"without {out['em']['without_memory']:.2f}"
     )
+    stop.check()
     return out

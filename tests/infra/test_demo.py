@@ -4,6 +4,7 @@ question the base LM alone gets wrong, and nothing it started outlives it — al
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -145,3 +146,16 @@ def test_demo_cleans_up_after_ctrl_c(tmp_path: Path) -> None:
     assert not _wait_gone(children, work), "".join(lines)[-3000:]
     assert not Path(work).exists()
     assert not any("Traceback" in line for line in lines), "".join(lines)[-3000:]
+
+
+def test_an_interrupt_swallowed_where_it_landed_still_stops_the_demo() -> None:
+    # A KeyboardInterrupt raised inside a callback from C (a Kafka client's) or a finalizer is lost
+    # there; the demo's every step and wait checks the request again, so it cannot go on to exit 0.
+    from mbc.demo.run import _StopRequest
+
+    stop = _StopRequest()
+    stop.check()  # nothing asked yet
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.handle(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt, match="SIGINT"):
+        stop.check()
