@@ -20,7 +20,7 @@
 # Scale knobs (environment): PRE_MIN, QA_MIN (minutes), PRE_BATCH, QA_BATCH, EVAL_DOCS, PRE_STEPS,
 # QA_STEPS (a step cap, for CPU smoke runs), MAX_TEXTS, BASE_EPOCHS, EVAL_CHUNKS, LOG_EVERY, BIG_BATCH, QA_EPOCHS,
 # PROFILE_BATCHES, PROFILE_STEPS, PQ_GROUPS, PQ_LR, RETRIEVE, FROM_FULL, FULL_MIN, FULL_QA_MIN, KMEANS_CHUNKS,
-# PACKED, PACK, KEY_STEPS, KEY_RETRIEVE, KEY_DOCS, KEY_VAL_DOCS, PQ_STEPS (a step cap of phase 1 alone:
+# PACKED, PACK, FROZEN (1: also QA with --freeze-writer), KEY_STEPS, KEY_RETRIEVE, KEY_DOCS, KEY_VAL_DOCS, PQ_STEPS (a step cap of phase 1 alone:
 # PQ_STEPS=2 makes it the k-means PQ of the float vectors, for a short lease).
 set -u
 cd "$(dirname "$0")/.."
@@ -79,11 +79,13 @@ pretrain() {  # name, extra args
 }
 
 evaluate() {  # run name, memory, bank: oracle | bank (the whole bank) | bm25 (RETRIEVE paragraphs by BM25)
+  # | keys (KEY_RETRIEVE by the learned keys) | sketch (KEY_RETRIEVE by the text sketch, issue 20)
   local name=$1 memory=$2 bank=$3 how
   case $bank in
     oracle) how="--oracle" ;;
     bm25) how="--no-oracle --retrieve $RETRIEVE --retriever bm25" ;;
     keys) how="--no-oracle --retrieve ${KEY_RETRIEVE:-8} --retriever keys" ;;
+    sketch) how="--no-oracle --retrieve ${KEY_RETRIEVE:-8} --retriever sketch" ;;  # the text sketch key
     *) how="--no-oracle" ;;
   esac
   mbc eval --checkpoint "$RUNS/$name/checkpoints/last" --data "$DEV" --format squad --num-docs "$EVAL_DOCS" \
@@ -149,7 +151,7 @@ note "phase 1"
 RQ="--memory-query reconstruct --oracle-fraction 1.0"
 # the float reference (F1 15.0 after 9 minutes on the third lease) needs only the float run: it starts
 # now and trains through phases 1 and 2 (FULL_QA_MIN) -- does longer QA move the oracle row?
-qa qa-full-rq "$FROM_FULL" full "oracle bm25" $RQ --max-minutes "${FULL_QA_MIN:-$((PRE_MIN + QA_MIN))}" &
+qa qa-full-rq "$FROM_FULL" full "oracle bm25 sketch" $RQ --max-minutes "${FULL_QA_MIN:-$((PRE_MIN + QA_MIN))}" &
 PIDS=()
 for g in $PQ_GROUPS; do  # summed codes, G·d = D = 576: the first step is k-means PQ of the float vectors
   pretrain "pre-pq$g" --memory compressed --codes-per-vector "$g" --code-dim $((576 / g)) --no-code-cosine \
@@ -158,6 +160,11 @@ done
 [ "${FLOOR:-0}" = 1 ] && baseline none base-none-r32 --lora-r 32 --lora-last-n 30 &  # F1 7.7 on 2026-12-03
 wait "${PIDS[@]}"
 note "phase 2"
-for g in $PQ_GROUPS; do qa "qa-pq$g-rq" "pre-pq$g" compressed "oracle bm25" $RQ & done
+for g in $PQ_GROUPS; do
+  qa "qa-pq$g-rq" "pre-pq$g" compressed "oracle bm25 sketch" $RQ &
+  # beside it, the same QA with the writer frozen (the fifth lease: QA training kept 0.26 of the float
+  # run's QA memory gap where the codes it started from held 0.77 of its reconstruction gap)
+  [ "${FROZEN:-1}" = 1 ] && qa "qa-pq$g-rq-fw" "pre-pq$g" compressed "oracle bm25 sketch" $RQ --freeze-writer &
+done
 wait
 note "done"

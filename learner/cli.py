@@ -108,6 +108,13 @@ def train(
             "the whole batch). [default: 0]"
         ),
     ] = None,
+    freeze_writer: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the memory's writer (amortizer and codebook) as --init-from left it; only the "
+            "reading side (aggregator, question encoder, prefix, KV-LoRA) learns."
+        ),
+    ] = False,
     codes_per_vector: CodesPerVector = None,
     code_dim: CodeDim = None,
     code_cosine: CodeCosine = None,
@@ -230,6 +237,7 @@ def train(
             lr=lr,
             backprop_fraction=backprop_fraction,
             oracle_fraction=oracle_fraction,
+            freeze_writer=freeze_writer or None,
             eval_every_steps=eval_every,
             seed=seed,
             retrieval_warmup_steps=retrieval_warmup,

@@ -10,16 +10,15 @@ twenty lines, and the GPU machine, which runs ``mbc eval``, then needs no extra 
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from memory_store.text_sketch import words
 
-def tokens(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
+tokens = words  # lower-cased \w+ tokens, the same words the store's text sketch counts
 
 
 class BM25:

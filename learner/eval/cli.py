@@ -21,7 +21,7 @@ from learner.settings import setup_learner as _setup
 FORMAT_HELP = "Dataset format (auto: from the extension and the CSV header)."
 EvalMemory = Literal["compressed", "full", "none", "paragraph"]
 Decoding = Literal["greedy", "paper"]
-Retriever = Literal["keys", "bm25"]  # learner.eval.online.RETRIEVERS
+Retriever = Literal["keys", "bm25", "sketch"]  # learner.eval.online.RETRIEVERS
 
 
 def evaluate(
@@ -79,7 +79,8 @@ def evaluate(
         typer.Option(
             help="How --retrieve ranks the bank: keys (FAISS over the stored documents' keys, as mbc ask "
             "--retrieve; --memory compressed; the checkpoint's learned keys when `mbc train-keys` made "
-            "them) or bm25 (the documents' text; any memory)."
+            "them), bm25 (the documents' text; any memory) or sketch (a 2 KB hashed BM25 sketch of each "
+            "document's text, the key a store could keep instead of the text; any memory)."
         ),
     ] = "keys",
     base_lm: Annotated[
@@ -135,7 +136,7 @@ def evaluate(
     report.summary["checkpoint"] = str(checkpoint)
     report.summary["from_scratch"] = meta.init == "scratch"
     out_dir = out or Path(checkpoint) / "eval"
-    bm25 = "bm25" if retriever == "bm25" else ""
+    bm25 = retriever if retriever in ("bm25", "sketch") else ""
     bank = "oracle" if oracle else (f"retrieve{retrieve}{bm25}" if retrieve else aggregation)
     stem = f"{memory}-{bank}-{report.summary['num_docs']}docs-{dec.name}"
     csv_path, json_path = write_report(report, out_dir, stem)

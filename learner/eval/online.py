@@ -52,10 +52,12 @@ from learner.model.memory import (
 from learner.model.precision import needs_autocast
 from learner.text.tokenizers import Tokenizers
 from memory_store.codec import CODE_FORMAT_VERSION, pack_codes_batch
+from memory_store.text_sketch import TextSketch, bucket_counts, rank
 
 # How --retrieve ranks the bank: "keys", the store's own retrieval (document keys and the model's
-# queries, learner.eval.retrieval); "bm25", the documents' text (learner.eval.bm25), for any memory
-RETRIEVERS: tuple[str, ...] = ("keys", "bm25")
+# queries, learner.eval.retrieval); "bm25", the documents' text (learner.eval.bm25), for any memory;
+# "sketch", the text sketch each document's key could be written as (memory_store.text_sketch)
+RETRIEVERS: tuple[str, ...] = ("keys", "bm25", "sketch")
 
 
 @torch.no_grad()
@@ -161,7 +163,7 @@ def online_eval(
     if retrieve and retriever == "keys" and memory != "compressed":
         raise ConfigValueError(
             "--retrieve with --retriever keys needs --memory compressed (it ranks stored codes); "
-            "--retriever bm25 ranks the documents' text for any memory"
+            "--retriever bm25 or sketch ranks the documents' text for any memory"
         )
     if retrieve and memory not in ("compressed", "full"):
         raise ConfigValueError("--retrieve needs --memory compressed or full")
@@ -195,6 +197,11 @@ def online_eval(
             positions = (
                 np.stack(tops) if tops else np.zeros((0, min(retrieve, len(docs))), np.int64)
             )  # (Q, k)
+        elif retrieve and retriever == "sketch":
+            sketch = TextSketch()
+            keys = sketch.documents([d.text for d in docs])  # (N, H)
+            queries = sketch.queries([e.question for e in examples], bucket_counts(keys), len(docs))
+            positions = rank(keys, queries, retrieve)  # (Q, k)
         elif retrieve:
             positions = retrieve_for(
                 model,

@@ -112,6 +112,7 @@ class Codebook(nn.Module):
         self.register_buffer("ema_sum", init.detach().clone())
         self.generator: torch.Generator | None = None  # dead-code picks; None = global RNG
         self.deferred = False  # collect statistics in forward; the caller applies them (apply_stats)
+        self.frozen = False  # codes, code-space statistics and usage stay as they are, even in training
         self.pending: CodebookStats | None = None
 
     @property
@@ -182,7 +183,7 @@ class Codebook(nn.Module):
         if self.space is None:
             flat = z.reshape(-1, 1, z.shape[-1])  # (M, 1, D)
         else:
-            if self.training and self.space.standardize:
+            if self.training and not self.frozen and self.space.standardize:
                 self.space.update_stats(z)
             flat = self.space(z).flatten(0, 1)  # (M, G, d), M = N·K
         g, d = flat.shape[1], flat.shape[2]
@@ -194,7 +195,7 @@ class Codebook(nn.Module):
         else:
             loss = vq_loss(pairs, chosen, self.beta)
         ppl = grouped_perplexity(code_histogram(codes, self.total_codes), g)
-        if self.training:
+        if self.training and not self.frozen:
             counts, sums = assignment_stats(pairs, codes.reshape(-1), self.total_codes)
             if self.deferred:
                 self._collect(counts, sums, flat.detach())

@@ -203,6 +203,10 @@ class TrainConfig:
     retrieval_warmup_steps: int = 0  # random-init encoders: retrieval warm-up before meta-training
     retrieval_warmup_lr: float = 1e-3
     tokenizer_vocab_size: int = 8000  # from-scratch tokenizer size
+    # QA over a pretrained memory writer: the amortizer (and its LoRA adapter) and the codebook stay as
+    # --init-from left them; only the aggregator, the question encoder, the prefix expander and KV-LoRA
+    # learn. The codes then keep what pretraining put in them (issue 19: QA training lost it).
+    freeze_writer: bool = False
 
     def validate(self) -> TrainConfig:
         checks = [
@@ -210,6 +214,10 @@ class TrainConfig:
             (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
             (0.0 < self.backprop_fraction <= 1.0, "backprop_fraction must be in (0, 1]"),
             (0.0 <= self.oracle_fraction <= 1.0, "oracle_fraction must be in [0, 1]"),
+            (
+                not self.freeze_writer or self.memory in ("compressed", "full"),
+                f"freeze_writer: a {self.memory} run has no memory writer",
+            ),
             (self.lr >= 0.0, "lr must be >= 0"),
             (self.patience is None or self.patience >= 0, "patience must be >= 0"),
             (0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)"),

@@ -75,6 +75,7 @@ class MBCModel(nn.Module):
         self.config = config
         self.train_memory = train_memory
         self.oracle_fraction = 0.0  # set by the trainer (TrainConfig.oracle_fraction)
+        self.writer_frozen = False  # set by freeze_writer (TrainConfig.freeze_writer)
         d = lm.hidden
         self.amortizer = amortizer
         space = None
@@ -118,9 +119,27 @@ class MBCModel(nn.Module):
 
     # -- training -------------------------------------------------------------------------------------
 
+    def freeze_writer(self) -> None:
+        """Stop the memory's writing side from learning: the amortizer (its own weights and, for an
+        encoder on the base LM, its LoRA adapter there) and the codebook (vectors, the code space's
+        projections and statistics, usage, dead-code resets). What reads the memory still trains."""
+        self.writer_frozen = True
+        for p in self.amortizer.parameters():
+            p.requires_grad_(False)
+        adapter = getattr(self.amortizer, "adapter", None)  # SummaryTokenEncoder: its adapter's name
+        if adapter is not None:
+            for name, p in self.lm.model.named_parameters():
+                if f".{adapter}." in name:
+                    p.requires_grad_(False)
+        for p in self.codebook.parameters():  # code vectors and the code space's projections
+            p.requires_grad_(False)
+        self.codebook.frozen = True
+
     def amortize(self, doc_ids: Tensor, doc_mask: Tensor, n_grad: int | None = None) -> Tensor:
         """Context vectors (N, K, D); only the first ``n_grad`` documents get gradients (backprop dropout)."""
         n = doc_ids.shape[0] if n_grad is None else n_grad
+        if self.writer_frozen:
+            n = 0  # nothing of the writer learns: no graph through it
         parts = [self.amortizer(doc_ids[:n], doc_mask[:n])] if n > 0 else []
         if n < doc_ids.shape[0]:
             with torch.no_grad():

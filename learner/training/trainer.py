@@ -136,6 +136,8 @@ class Trainer:
         self.encoded = TextBatcher(self.tok, self.spec.model).encode(train_ds, paragraph=para)
         self.val_encoded = TextBatcher(self.tok, self.spec.model).encode(val_ds, paragraph=para)
         model.oracle_fraction = tcfg.oracle_fraction
+        if tcfg.freeze_writer:  # before the warm-up and the optimizer: neither sees the writer
+            model.freeze_writer()
         self.groups = [ex.group for ex in train_ds.examples]
         if not resume:
             data = WarmStartData(self.encoded, self.groups, self.tok)

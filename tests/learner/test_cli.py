@@ -211,6 +211,9 @@ def test_eval_retrieve_reads_only_the_retrieved_documents(trained: tuple[Path, P
     text = _eval(data, run, tmp_path, "--memory", "full", "--retrieve", "2", "--retriever", "bm25")
     assert text["retriever"] == "bm25" and text["memory"] == "full" and 0.0 <= text["recall_at_k"] <= 1.0  # type: ignore[operator]
     assert str(text["questions_csv"]).endswith("full-retrieve2bm25-32docs-greedy_questions.csv")
+    text = _eval(data, run, tmp_path, "--memory", "full", "--retrieve", "2", "--retriever", "sketch")
+    assert text["retriever"] == "sketch" and 0.0 <= text["recall_at_k"] <= 1.0  # type: ignore[operator]
+    assert str(text["questions_csv"]).endswith("full-retrieve2sketch-32docs-greedy_questions.csv")
 
 
 def test_user_mistakes_are_one_line_errors(tmp_path: Path) -> None:

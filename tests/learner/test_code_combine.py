@@ -196,6 +196,22 @@ def test_bm25_retrieval_in_eval_ranks_the_documents_text(runs: dict[str, Path]) 
     assert report.summary["retriever"] == "bm25"
 
 
+def test_sketch_retrieval_in_eval_ranks_the_documents_text_sketches(runs: dict[str, Path]) -> None:
+    from memory_store.text_sketch import TextSketch, bucket_counts, rank
+
+    model, tok, _ = load_checkpoint(runs["sum"])
+    test = load_dataset(runs["data"] / "test.csv").first_docs(6)
+    docs = list(test.documents.values())
+    report = online_eval(model, tok, test, num_docs=6, retrieve=2, retriever="sketch", batch_size=4)
+    sketch = TextSketch()
+    keys = sketch.documents([d.text for d in docs])
+    top = rank(keys, sketch.queries([e.question for e in test.examples], bucket_counts(keys), 6), 2)
+    position = {d.doc_id: i for i, d in enumerate(docs)}
+    hits = [position[e.doc_id] in row for e, row in zip(test.examples, top.tolist(), strict=True)]
+    assert report.summary["retriever"] == "sketch"
+    assert report.summary["recall_at_k"] == pytest.approx(float(np.mean(hits)))
+
+
 def test_bm25_scores_follow_the_okapi_formula() -> None:
     texts = ["the cat sat on the mat", "dogs bark loudly", "a cat and a dog and a cat"]
     bm25 = BM25(texts)
