@@ -88,21 +88,35 @@ def plot_qa(folder: Path) -> list[tuple[str, float, float, float | None]]:
         ("bank full", "eval-qa-full*/full-counts-*_summary.json"),
         ("bank full, BM25 top 1", "eval-qa-full-rq/full-retrieve1bm25-*_summary.json"),
     ]
-    for g in (1, 2, 4, 8):  # the fourth lease's summed-PQ runs (reconstruction query)
-        rows.append((f"oracle PQ G={g}", f"eval-qa-pq{g}-rq/compressed-oracle-*_summary.json"))
-        rows.append(
-            (f"bank PQ G={g}, BM25 top 1", f"eval-qa-pq{g}-rq/compressed-retrieve1bm25-*_summary.json")
-        )
+    rows.append(("bank full, sketch top 8", "eval-qa-full-rq/full-retrieve8sketch-*_summary.json"))
+    for g in (1, 2, 4, 8):  # the summed-PQ runs (reconstruction query), and (-fw) with the writer frozen
+        for run, tag in ((f"qa-pq{g}-rq", ""), (f"qa-pq{g}-rq-fw", ", writer frozen")):
+            rows += [
+                (f"oracle PQ G={g}{tag}", f"eval-{run}/compressed-oracle-*_summary.json"),
+                (f"bank PQ G={g}{tag}, BM25 top 1", f"eval-{run}/compressed-retrieve1bm25-*_summary.json"),
+                (
+                    f"bank PQ G={g}{tag}, learned keys top 8",
+                    f"eval-{run}/compressed-retrieve8-*_summary.json",
+                ),
+                (
+                    f"bank PQ G={g}{tag}, sketch top 8",
+                    f"eval-{run}/compressed-retrieve8sketch-*_summary.json",
+                ),
+            ]
     table = []
+    sizes = set()
     for label, pattern in rows:
         s = summary(folder, pattern)
         if s is not None:
             table.append((label, 100 * s["em"], 100 * s["f1"], s.get("bytes_per_doc")))
+            sizes.add((s.get("num_docs"), s.get("num_questions")))
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.barh([t[0] for t in table], [t[2] for t in table], color="tab:blue")
     for i, t in enumerate(table):
         ax.text(t[2] + 0.5, i, f"F1 {t[2]:.1f}", va="center", fontsize=8)
-    ax.set_xlabel("F1 on dev part A (first 200 paragraphs, 1,554 questions, greedy)")
+    (docs, questions), *others = sorted(sizes, key=str) or [(None, None)]
+    size = f"first {docs} paragraphs, {questions:,} questions" if docs and not others else "see the summaries"
+    ax.set_xlabel(f"F1 on dev part A ({size}, greedy)")
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(folder / "qa_rows.png", dpi=110)
@@ -119,6 +133,7 @@ def plot_curve(folder: Path) -> list[tuple[int, float, float]]:
         )
         if s is not None:
             points.append((g, float(s["bytes_per_doc"]), 100 * float(s["f1"])))
+            points_docs = s.get("num_docs")
     if not points:
         return points
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -149,7 +164,7 @@ def plot_curve(folder: Path) -> list[tuple[int, float, float]]:
             )
     ax.set_xscale("log")
     ax.set_xlabel("bytes per document (log)")
-    ax.set_ylabel("F1, dev part A (200 paragraphs)")
+    ax.set_ylabel(f"F1, dev part A ({points_docs} paragraphs)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

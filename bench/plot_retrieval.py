@@ -2,7 +2,8 @@
 
 Reads ``keys-<run>.json`` (``mbc train-keys`` output: recall@1/8/32 of ``--val-data``, each question
 against all of its documents, and the held-out curve of training) from a results folder, and BM25's
-recall on SQuAD dev part A from ``bench/results/retrieval_bench.json``:
+recall on SQuAD dev part A from ``bench/results/retrieval_bench.json`` and the text sketches' from
+``bench/results/key_sources.json`` (``bench/key_sources.py``):
 
     python bench/plot_retrieval.py bench/results/smollm2_memory/<date>
 
@@ -44,10 +45,19 @@ def bm25_recall(bench: Path) -> dict[str, float] | None:
     return found
 
 
+def sketch_recalls(bench: Path) -> dict[str, dict[str, Any]]:
+    """sketch name -> its row of bench/key_sources.py's results (recall@1/8/32, bytes per document)."""
+    if not bench.exists():
+        return {}
+    rows = json.loads(bench.read_text()).get("rows", [])
+    return {r["key"]: r for r in rows if str(r.get("key", "")).startswith("sketch-")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path)
     ap.add_argument("--bm25", type=Path, default=REPO / "bench/results/retrieval_bench.json")
+    ap.add_argument("--sketches", type=Path, default=REPO / "bench/results/key_sources.json")
     args = ap.parse_args()
     reports = key_reports(args.folder)
     bm25 = bm25_recall(args.bm25)
@@ -75,6 +85,14 @@ def main() -> None:
         print(
             f"{'BM25 (text, bench only)':<28} {bm25['paragraphs']:>5} {bm25['questions']:>9}  "
             + "  ".join(f"{bm25[f'recall_at_{k}']:.3f}" for k in KS)
+        )
+    for name, r in sketch_recalls(args.sketches).items():
+        if name in ("sketch-512", "sketch-1024", "sketch-4096"):
+            label = f"text sketch, {r['bytes_per_doc']:,} B/doc"
+            left.plot(KS, [r[f"recall_at_{k}"] for k in KS], ":", marker="^", label=label)
+        print(
+            f"{name + ' (text key)':<28} {'':>5} {'':>9}  "
+            + "  ".join(f"{r[f'recall_at_{k}']:.3f}" for k in KS)
         )
     left.axhline(0.8, color="grey", lw=0.8, ls=":")
     left.set(xscale="log", xticks=KS, xticklabels=[str(k) for k in KS], ylim=(0, 1.02), xlabel="k")
