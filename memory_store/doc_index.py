@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -97,13 +98,15 @@ class DocumentIndex:
             cursor = _max_seq(conn)
             per: dict[int, tuple[list[int], list[npt.NDArray[np.float32]]]] = {}
             self._ids, self._names, self._next = {}, {}, 0
-            d = documents.c
-            q = sa.select(d.id, d.codebook_version, d.k, d.code_format, d.codes)
+            self._reset_keys()
+            q = sa.select(*self._columns())
             rows = conn.execution_options(yield_per=_SCAN_CHUNK).execute(q.order_by(documents.c.id))
             for chunk in rows.partitions(_SCAN_CHUNK):
                 for v, (names, keys) in self._keys(chunk).items():
                     ids, parts = per.setdefault(v, ([], []))
-                    ids.extend(self._assign(n, v) for n in names)
+                    new = [self._assign(n, v) for n in names]
+                    self._indexed(np.asarray(new, np.int64), keys)
+                    ids.extend(new)
                     parts.append(keys)
             self.versions = {
                 v: KeyIndex.build(
@@ -128,7 +131,7 @@ class DocumentIndex:
                     )
                 ).all()
                 touched = sorted({r.doc_id for r in log})
-                present = _rows(conn, touched)
+                present = _rows(conn, touched, self._columns())
             self._last_refresh = time.monotonic()
             if not log:
                 return
@@ -140,6 +143,7 @@ class DocumentIndex:
     def _add(self, rows: list[sa.Row]) -> None:  # type: ignore[type-arg]
         for v, (names, keys) in self._keys(rows).items():
             ids = np.asarray([self._assign(n, v) for n in names], np.int64)
+            self._indexed(ids, keys)
             if v not in self.versions:
                 self.versions[v] = KeyIndex(v, int(keys.shape[1]), self.flat_limit, self.key_device)
             self.versions[v].add(ids, keys)
@@ -151,6 +155,7 @@ class DocumentIndex:
                 by_version.setdefault(entry[0], []).append(entry[1])
                 del self._names[entry[1]]
         for v, ids in by_version.items():
+            self._unindexed(np.asarray(ids, np.int64))
             self.versions[v].remove(np.asarray(ids, np.int64))
 
     def _assign(self, name: str, version: int) -> int:
@@ -158,6 +163,22 @@ class DocumentIndex:
         self._names[self._next] = name
         self._next += 1
         return self._next - 1
+
+    # -- what a key is (SketchIndex, memory_store.sketch_index, overrides these) -------------------
+
+    def _columns(self) -> tuple[sa.ColumnElement[Any], ...]:
+        """The ``documents`` columns :meth:`_keys` reads."""
+        d = documents.c
+        return (d.id, d.codebook_version, d.k, d.code_format, d.codes)
+
+    def _reset_keys(self) -> None:
+        """Before a build: forget what :meth:`_indexed` kept."""
+
+    def _indexed(self, ids: npt.NDArray[np.int64], keys: npt.NDArray[np.float32]) -> None:
+        """Keys (n, d) of int ids (n,) just entered an index."""
+
+    def _unindexed(self, ids: npt.NDArray[np.int64]) -> None:
+        """Int ids (n,) are about to leave an index."""
 
     def _keys(self, rows: Iterable[sa.Row]) -> dict[int, tuple[list[str], npt.NDArray[np.float32]]]:  # type: ignore[type-arg]
         """Rows (id, codebook_version, k, code_format, codes) -> per version: (ids, keys (n, d))."""
@@ -236,10 +257,9 @@ def _max_seq(conn: Connection) -> int:
     return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(document_log.c.seq), 0))).scalar_one())
 
 
-def _rows(conn: Connection, ids: list[str]) -> list[sa.Row]:  # type: ignore[type-arg]
-    d = documents.c
+def _rows(conn: Connection, ids: list[str], columns: tuple[sa.ColumnElement[Any], ...]) -> list[sa.Row]:  # type: ignore[type-arg]
     out: list[sa.Row] = []  # type: ignore[type-arg]
     for i in range(0, len(ids), 500):
-        q = sa.select(d.id, d.codebook_version, d.k, d.code_format, d.codes).where(d.id.in_(ids[i : i + 500]))
+        q = sa.select(*columns).where(documents.c.id.in_(ids[i : i + 500]))
         out += conn.execute(q).all()
     return out

@@ -102,6 +102,8 @@ class DocumentRow(Base):
     )
     code_format: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
     codes: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)  # codec.pack_codes, code_format
+    # TextSketch of the text, float16 (H·2 bytes); None: written without one (migration 0006)
+    text_sketch: Mapped[bytes | None] = mapped_column(sa.LargeBinary, nullable=True)
     source_topic: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
     source_partition: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     source_offset: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)

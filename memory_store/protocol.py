@@ -90,4 +90,13 @@ class Store(Protocol):
         source: str | None = None,
     ) -> list[RetrievedDocument]: ...
 
+    def retrieve_by_text(
+        self,
+        question: str,
+        k: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+    ) -> list[RetrievedDocument]: ...
+
     def stats(self) -> StoreStats: ...

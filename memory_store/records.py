@@ -27,7 +27,8 @@ class DocumentRecord:
     ``code_format`` (with the C and G of its codebook version).
 
     ``published_at`` is the time slices select on; naive datetimes are taken as UTC.
-    ``ingested_at`` defaults to the time of the write.
+    ``ingested_at`` defaults to the time of the write. ``text_sketch``: the text's
+    :class:`~memory_store.text_sketch.TextSketch` as float16 bytes (what text retrieval finds it by).
     """
 
     id: str
@@ -42,6 +43,7 @@ class DocumentRecord:
     title: str | None = None
     position: SourcePosition | None = None
     ingested_at: datetime | None = None
+    text_sketch: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ O(documents in the slice)).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,19 @@ from memory_store.records import RetrievedDocument
 
 QueryFn = Callable[[int, npt.NDArray[np.float32]], npt.ArrayLike]
 _ROUNDS = 2  # over-fetching rounds before searching within the slice's ids
+
+
+def slice_of(
+    engine: Engine, since: datetime | None, until: datetime | None, source: str | None
+) -> Slice | None:
+    """The slice of documents published in [since, until) from ``source``; None: no such source."""
+    source_id = None
+    if source is not None:
+        with read_transaction(engine) as conn:
+            source_id = conn.execute(sa.select(sources.c.id).where(sources.c.name == source)).scalar()
+        if source_id is None:
+            return None
+    return Slice(since, until, source_id)
 
 
 def retrieve(

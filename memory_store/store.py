@@ -42,7 +42,9 @@ from memory_store.records import (
     StoreStats,
     WriteResult,
 )
-from memory_store.retrieve import QueryFn, retrieve
+from memory_store.retrieve import QueryFn, retrieve, slice_of
+from memory_store.sketch_index import SketchIndex
+from memory_store.text_sketch import TextSketch
 from memory_store.timeutil import epoch_day, utc
 
 if TYPE_CHECKING:
@@ -87,6 +89,7 @@ class MemoryStore:
             lambda: self._sizes(None),
             key_device=key_device,
         )
+        self.sketch_index = SketchIndex(self.engine, TextSketch(), key_device=key_device)
 
     @property
     def backend(self) -> str:
@@ -274,16 +277,35 @@ class MemoryStore:
         """The ``k`` stored documents of the slice whose keys score highest against ``query(v, book)``
         (the query vector (d,) for codebook version v, whose stored vectors are ``book`` (G·C, d));
         best first, confirmed against the database (:mod:`memory_store.retrieve`)."""
+        return self._retrieve(self.documents_index, query, k, since, until, source)
+
+    def retrieve_by_text(
+        self,
+        question: str,
+        k: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+    ) -> list[RetrievedDocument]:
+        """The ``k`` stored documents of the slice whose text sketches score highest against the
+        words of ``question`` (:mod:`memory_store.text_sketch`); documents without a sketch are never
+        found this way. Best first, confirmed against the database like :meth:`retrieve`."""
+        index = self.sketch_index
+        return self._retrieve(index, lambda _v, _book: index.query(question), k, since, until, source)
+
+    def _retrieve(
+        self,
+        index: doc_index.DocumentIndex,
+        query: QueryFn,
+        k: int,
+        since: datetime | None,
+        until: datetime | None,
+        source: str | None,
+    ) -> list[RetrievedDocument]:
         if k < 1:
             raise InvalidRecord(f"k must be at least 1, got {k}")
-        source_id = None
-        if source is not None:
-            with read_transaction(self.engine) as conn:
-                source_id = conn.execute(sa.select(sources.c.id).where(sources.c.name == source)).scalar()
-            if source_id is None:
-                return []
-        s = counts_.Slice(since, until, source_id)
-        return retrieve(self.engine, self.documents_index, query, k, s, lambda: self._sizes(None))
+        s = slice_of(self.engine, since, until, source)
+        return [] if s is None else retrieve(self.engine, index, query, k, s, lambda: self._sizes(None))
 
     # -- reads -----------------------------------------------------------------------------------
 

@@ -98,6 +98,10 @@ def _check(doc: DocumentRecord, layouts: Mapping[int, codec.CodeLayout]) -> None
         raise InvalidRecord(f"{where}: {e}", doc.id) from None
     if len(doc.codes) != size:
         raise InvalidRecord(f"{where}: {len(doc.codes)} code bytes, expected {size} for K={doc.k}", doc.id)
+    if doc.text_sketch is not None and (not doc.text_sketch or len(doc.text_sketch) % 2):
+        raise InvalidRecord(
+            f"{where}: a text sketch is float16 numbers, got {len(doc.text_sketch)} bytes", doc.id
+        )
     if not isinstance(doc.published_at, datetime):
         raise InvalidRecord(f"{where}: published_at must be a datetime", doc.id)
     pos = doc.position
@@ -143,6 +147,7 @@ def insert_documents(conn: Connection, batch: PreparedWrite, sids: Mapping[str, 
             "codebook_version": d.codebook_version,
             "code_format": d.code_format,
             "codes": d.codes,
+            "text_sketch": d.text_sketch,
             "source_topic": d.position.topic if d.position else None,
             "source_partition": d.position.partition if d.position else None,
             "source_offset": d.position.offset if d.position else None,

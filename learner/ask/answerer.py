@@ -24,6 +24,7 @@ from learner.ask.retrieval import (
     question_vectors,
     retrieved_codes,
 )
+from learner.ask.settings import Retriever
 from learner.checkpoint import load_checkpoint, resolve_checkpoint
 from learner.errors import BlankQuestion, CheckpointError, RetrievalRequired
 from learner.inference.answer import DecodeConfig, answer_questions
@@ -59,6 +60,7 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)  # by attention mass, highest first
     uncited_mass: float = 0.0  # attention mass on documents not cited (whole-slice answers only)
     learned_keys: bool = False  # documents ranked by the checkpoint's learned keys (mbc train-keys)
+    retriever: str = "keys"  # keys (document keys from the codes) or sketch (the documents' text sketches)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,8 +76,12 @@ class Answerer:
         device: str = "auto",
         max_new_tokens: int = 16,
         cite: int = 8,
+        retriever: Retriever = "keys",
     ) -> None:
-        """``cite``: how many documents a whole-slice answer (``retrieve=0``) cites at most."""
+        """``cite``: how many documents a whole-slice answer (``retrieve=0``) cites at most;
+        ``retriever``: what retrieval ranks by — ``keys`` (document keys from the codes: the
+        checkpoint's learned keys when it has a key head) or ``sketch`` (the documents' text
+        sketches, :meth:`MemoryStore.retrieve_by_text`)."""
         self.device = pick_device(device)
         self.model, tokenizers, _ = load_checkpoint(checkpoint, self.device)
         # Summed codes (code_combine="sum") have no memory row per code: a document's K rows are decoded
@@ -86,14 +92,17 @@ class Answerer:
         self.store = store
         # Learned retrieval keys (mbc train-keys), when the checkpoint has them: the store's document
         # keys come from the head's per-code key book, the query from the head (learner.keys).
-        self.key_head = load_key_head(resolve_checkpoint(checkpoint), self.device)
+        self.retriever = retriever
+        self.key_head = (
+            load_key_head(resolve_checkpoint(checkpoint), self.device) if retriever == "keys" else None
+        )
         if self.key_head is not None:
             store.use_key_book(self._key_book)
-        elif self.summed:
+        elif self.summed and retriever == "keys":
             raise CheckpointError(
                 f"{checkpoint}: its codes add up per vector (code_combine='sum'), so answers read the "
                 "documents a question retrieves, ranked by learned keys: run `mbc train-keys --checkpoint "
-                f"{checkpoint} --data <QA file>` first"
+                f"{checkpoint} --data <QA file>` first, or retrieve by text sketches (--retriever sketch)"
             )
         self.decode = DecodeConfig(max_new_tokens=max_new_tokens)
         self._codebooks: dict[int, Tensor] = {}
@@ -121,6 +130,20 @@ class Answerer:
         assert self.key_head is not None
         rows = self.model.codebook.code_rows(torch.from_numpy(np.asarray(vectors)).to(self.device))
         return self.key_head.key_book(rows).cpu().numpy()  # type: ignore[no-any-return]
+
+    def _find(
+        self,
+        question: str,
+        query: QueryFn,
+        k: int,
+        since: datetime | None,
+        until: datetime | None,
+        source: str | None,
+    ) -> list[RetrievedDocument]:
+        """The slice's ``k`` best documents for ``question``: by text sketch or by document keys."""
+        if self.retriever == "sketch":
+            return self.store.retrieve_by_text(question, k, since, until, source)
+        return self.store.retrieve(query, k, since, until, source)
 
     def _keys_of(self, version: int) -> Tensor:
         """First-block keys of a version's memory rows, computed once (versions never change)."""
@@ -203,21 +226,23 @@ class Answerer:
             )
         t0 = time.perf_counter()
         x = question_vectors(self.model, self.texts, question, self.device)  # (1, K, D)
-        if self.key_head is not None:
+        if self.retriever == "sketch":
+            query: QueryFn = lambda v, book: ()  # noqa: E731  (unused: the store ranks the question's words)
+        elif self.key_head is not None:
             bf16 = needs_autocast(self.model)  # bf16 frozen base weights on a GPU
             own = encode_questions(self.model, self.texts, [question], self.device, bf16)  # (1, D)
             learned = self.key_head.queries(own)[0].cpu().numpy()  # (d',)
-            query: QueryFn = lambda v, book: learned  # noqa: E731  (the same for every version)
+            query = lambda v, book: learned  # noqa: E731  (the same for every version)
         else:
             query = query_function(self.model, x, lambda v: self._codebook_tensors({v})[v], self._keys_of)
         text, refusal, cited, uncited = None, None, [], 0.0
         if self.summed:  # the retrieved documents' decoded rows, K per document
-            found = self.store.retrieve(query, retrieve, since, until, source)
+            found = self._find(question, query, retrieve, since, until, source)
             versions = sorted({d.codebook_version for d in found})
             memory, docs, aggregation_name = self._summed_memory(found), len(found), "per-document"
         else:
             if retrieve > 0:
-                found = self.store.retrieve(query, retrieve, since, until, source)
+                found = self._find(question, query, retrieve, since, until, source)
                 memory, docs, versions, rows = self._memory_of(*retrieved_codes(found), aggregation)
             else:
                 memory, docs, versions, rows = self._slice_memory(since, until, source, aggregation)
@@ -239,7 +264,7 @@ class Answerer:
                     0
                 ]  # (R,) = the naive path's, per code
                 if retrieve == 0:
-                    found = self.store.retrieve(query, self.cite, since, until, source)
+                    found = self._find(question, query, self.cite, since, until, source)
                 cited = citations(found, rows, mass)
                 uncited = 0.0 if retrieve else round(max(0.0, 1.0 - sum(c.attention_mass for c in cited)), 6)
             sync(self.device)
@@ -259,6 +284,7 @@ class Answerer:
             citations=cited,
             uncited_mass=uncited,
             learned_keys=self.key_head is not None,
+            retriever=self.retriever,
         )
 
     def _summed_memory(self, found: Sequence[RetrievedDocument]) -> Memory | None:

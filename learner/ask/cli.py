@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from infra.cli import DatabaseUrlOption, SinceOption, SourceOption, UntilOption, setting_help
-from learner.ask.settings import Aggregation, AskSettings
+from learner.ask.settings import Aggregation, AskSettings, Retriever
 from learner.checkpoint_option import CheckpointOption
 
 if TYPE_CHECKING:
@@ -25,6 +25,18 @@ RetrieveOption = Annotated[
             "document keys), then aggregate exactly over their codes; 0: the whole slice.",
             AskSettings,
             "retrieve",
+        )
+    ),
+]
+
+RetrieverOption = Annotated[
+    Retriever | None,
+    typer.Option(
+        help=setting_help(
+            "What --retrieve ranks by: keys (from each document's codes) or sketch (each document's "
+            "text sketch, found by the question's words).",
+            AskSettings,
+            "retriever",
         )
     ),
 ]
@@ -54,7 +66,10 @@ def _open(settings: AskSettings, from_flag: bool) -> tuple[MemoryStore, Answerer
     try:
         from learner.ask.answerer import Answerer
 
-        return store, Answerer(path, store, str(device), settings.max_new_tokens, settings.cite)
+        answerer = Answerer(
+            path, store, str(device), settings.max_new_tokens, settings.cite, settings.retriever
+        )
+        return store, answerer
     except BaseException:
         store.close()
         raise
@@ -75,6 +90,7 @@ def ask(
         ),
     ] = None,
     retrieve: RetrieveOption = None,
+    retriever: RetrieverOption = None,
     database_url: DatabaseUrlOption = None,
     as_json: Annotated[bool, typer.Option("--json/--no-json", help="Print the answer as JSON.")] = False,
 ) -> None:
@@ -104,6 +120,7 @@ def ask(
             "--checkpoint": ("checkpoint", checkpoint),
             "--aggregation": ("aggregation", aggregation),
             "--retrieve": ("retrieve", retrieve),
+            "--retriever": ("retriever", retriever),
             "--database-url": ("database.url", database_url),
         }
     )

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 ASK_SCOPE = "ask"  # the one scope of POST /ask
 Aggregation = Literal["counts", "naive"]  # how a memory slice is aggregated (learner.model.memory)
+Retriever = Literal["keys", "sketch"]  # what --retrieve ranks: keys from the codes, or text sketches
 MAX_RETRIEVE = 1024  # most documents one question may retrieve (the aggregation then reads K·G codes each)
 
 
@@ -41,6 +42,12 @@ class AskSettings(ServiceSettings):
         le=MAX_RETRIEVE,
         description="answer from the top-k documents of the slice for the question (FAISS over "
         "document keys); 0: the whole slice",
+    )
+    retriever: Retriever = Field(
+        "keys",
+        description="what retrieval ranks by: keys (from each document's codes; a checkpoint's learned "
+        "keys when `mbc train-keys` made them) or sketch (each document's text sketch, written by the "
+        "learner with its codes: found by the question's words)",
     )
     cite: int = Field(8, ge=1, le=100, description="documents a whole-slice answer (retrieve 0) cites")
     max_new_tokens: int = Field(16, ge=1, le=256)

@@ -21,6 +21,7 @@ from learner.worker.online_codebook import OnlineCodebook
 from memory_store.codec import CODE_FORMAT_VERSION, pack_codes_batch
 from memory_store.errors import InvalidRecord
 from memory_store.records import ConsumedOffset, DocumentRecord, SourcePosition
+from memory_store.text_sketch import TextSketch
 from pipeline.dead_letter import DeadLetterRecord, dead_letter_record
 from pipeline.events import Document, Rejection, validate
 
@@ -172,6 +173,7 @@ class Tokenized:
     offsets: list[ConsumedOffset]
     tokens: tuple[Tensor, Tensor] | None  # ids (N, T), mask (N, T) of ``good``; None: tokenize in encode
     tokenize_s: float = 0.0
+    sketches: dict[str, bytes] | None = None  # doc id -> its TextSketch (float16 bytes); None: none kept
 
 
 def tokenize(
@@ -179,8 +181,10 @@ def tokenize(
     committable: Mapping[tuple[str, int], int],
     group: str,
     encoder: TextEncoder,
+    sketch: TextSketch | None = None,
 ) -> Tokenized:
-    """Decode and tokenize a batch (CPU only; pinned host memory when the encoder is on CUDA)."""
+    """Decode and tokenize a batch (CPU only; pinned host memory when the encoder is on CUDA); with
+    ``sketch``, also each document's text sketch."""
     t0 = time.perf_counter()
     good, dead = decode(messages)
     tokens = None
@@ -193,7 +197,11 @@ def tokenize(
         except Exception:  # a poison document: encode() finds which, one by one
             tokens = None
     offsets = next_offsets(group, committable)
-    return Tokenized(uuid.uuid4().hex[:12], good, dead, offsets, tokens, time.perf_counter() - t0)
+    sketches = None
+    if sketch is not None and good:
+        rows = sketch.documents([d.text for _, d in good])  # (N, H) float16
+        sketches = {d.id: row.tobytes() for (_, d), row in zip(good, rows, strict=True)}
+    return Tokenized(uuid.uuid4().hex[:12], good, dead, offsets, tokens, time.perf_counter() - t0, sketches)
 
 
 def encode(batch: Tokenized, encoder: TextEncoder, codebook: OnlineCodebook) -> PreparedBatch:
@@ -238,6 +246,7 @@ def encode(batch: Tokenized, encoder: TextEncoder, codebook: OnlineCodebook) -> 
                     url=d.url,
                     title=d.title or None,
                     position=SourcePosition(m.topic, m.partition, m.offset),
+                    text_sketch=batch.sketches.get(d.id) if batch.sketches else None,
                 )
             )
             sources.append(m)

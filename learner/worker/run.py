@@ -36,6 +36,7 @@ from learner.worker.settings import WorkerSettings
 from learner.worker.step import StoreStep
 from memory_store.errors import StoreUnavailable
 from memory_store.protocol import Store
+from memory_store.text_sketch import TextSketch
 
 log = get_logger(__name__)
 DLQ_FLUSH_S = 10.0
@@ -59,6 +60,7 @@ class Worker:
         )
         self._dlq: Producer | None = None
         self.started = time.monotonic()
+        self.sketch = TextSketch()  # the store's text key (memory_store.text_sketch)
 
     def start(self) -> None:
         usage = getattr(getattr(self.encoder, "model", None), "codebook", None)
@@ -81,7 +83,8 @@ class Worker:
         return self.encode(self.tokenize(messages, committable))
 
     def tokenize(self, messages: list[RawMessage], committable: Mapping[tuple[str, int], int]) -> Tokenized:
-        return tokenize(messages, committable, self.settings.group_id, self.encoder)
+        sketch = self.sketch if self.settings.text_sketch else None
+        return tokenize(messages, committable, self.settings.group_id, self.encoder, sketch)
 
     def encode(self, batch: Tokenized) -> PreparedBatch:
         prepared = encode(batch, self.encoder, self.codebook)

@@ -47,3 +47,8 @@ class WorkerSettings(ServiceSettings):
     )
     compile: bool = Field(False, description="torch.compile the amortizer (GPU; compiles per new shape)")
     max_doc_tokens: int | None = Field(None, ge=8, description="truncate documents to this many tokens")
+    text_sketch: bool = Field(
+        True,
+        description="store each document's text sketch (2 KB) with its codes: what `mbc ask --retriever "
+        "sketch` finds documents by (the text itself is never stored)",
+    )

@@ -259,12 +259,18 @@ def test_serving_a_summed_checkpoint_needs_learned_keys_and_answers_from_retriev
     docs = list(test.documents.values())
     blobs = pack_codes_batch(f.codes, cfg.stored_codebook_size, groups=cfg.codes_per_vector)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    from memory_store.text_sketch import TextSketch
+
+    sketches = TextSketch().documents([d.text for d in docs])
     store.write_batch(
         [
-            DocumentRecord(d.doc_id, "wire", t0 + timedelta(hours=i), "0" * 64, cfg.stored_codes, version, b)
+            DocumentRecord(
+                d.doc_id, "wire", t0 + timedelta(hours=i), "0" * 64, cfg.stored_codes, version, b,
+                text_sketch=sketches[i].tobytes(),
+            )
             for i, (d, b) in enumerate(zip(docs, blobs, strict=True))
         ]
-    )
+    )  # fmt: skip
     answerer = Answerer(ckpt, store, "cpu")
     question = test.examples[0].question
     with pytest.raises(RetrievalRequired, match="--retrieve K"):
@@ -282,6 +288,11 @@ def test_serving_a_summed_checkpoint_needs_learned_keys_and_answers_from_retriev
         torch.device("cpu"),
     )  # fmt: skip
     assert a.answer == again[0]
+    # without learned keys, the documents' text sketches can rank them instead
+    by_text = Answerer(runs["sum"], store, "cpu", retriever="sketch")
+    b = by_text.ask(question, retrieve=3)
+    assert b.retriever == "sketch" and not b.learned_keys and b.aggregation == "per-document"
+    assert sorted(c.id for c in b.citations) == sorted(d.id for d in store.retrieve_by_text(question, 3))
     store.close()
 
 

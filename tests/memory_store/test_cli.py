@@ -30,8 +30,8 @@ def mbc(*args: str) -> str:
 
 def test_store_commands(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MBC_INDEX_DIR", str(tmp_path / "faiss"))
-    assert "empty -> 0005_document_log" in mbc("store", "migrate", "--database-url", db_url)
-    assert "0005_document_log -> 0005_document_log" in mbc("store", "migrate", "--database-url", db_url)
+    assert "empty -> 0006_text_sketch" in mbc("store", "migrate", "--database-url", db_url)
+    assert "0006_text_sketch -> 0006_text_sketch" in mbc("store", "migrate", "--database-url", db_url)
     with MemoryStore(db_url) as store:
         v = store.add_codebook_version(codebook())
         store.write_batch(random_docs(40, v))
@@ -53,7 +53,7 @@ def test_store_commands(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert (tmp_path / "faiss" / "codebook-v1.faiss").exists()
     refused = runner.invoke(app, ["store", "downgrade", "base", "--database-url", db_url])
     assert refused.exit_code != 0 and "--yes" in refused.output
-    assert "0005_document_log -> empty" in mbc(
+    assert "0006_text_sketch -> empty" in mbc(
         "store", "downgrade", "base", "--database-url", db_url, "--yes"
     )
 

@@ -46,7 +46,7 @@ def test_migrations_up_and_down(db_url: str, tmp_path: Path) -> None:
         MemoryStore(db_url)
 
     migrate.upgrade(engine)
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0005_document_log"
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0006_text_sketch"
     assert schema(engine) == (TABLES, VIEWS)
     indexes = {i["name"] for i in sa.inspect(engine).get_indexes("codebook_versions")}
     assert "uq_codebook_versions_parent" in indexes

@@ -200,3 +200,52 @@ def test_a_checkpoint_with_learned_keys_ranks_the_store_by_them(
         np.testing.assert_allclose([c.score for c in cited], [scores[c.id] for c in cited], atol=1e-5)
         assert len({round(v, 4) for v in scores.values()}) > 1  # the head does tell documents apart
     store.close()
+
+
+def _sketched(store_copy: str) -> list[str]:
+    """Give the copied store's documents the text sketches the learner would have written; their texts."""
+    import sqlalchemy as sa
+
+    from memory_store.models import documents
+    from memory_store.text_sketch import TextSketch
+    from tests.worker.test_ask import WORDS
+
+    texts = [" ".join(WORDS[(i * 11 + j * 3) % len(WORDS)] for j in range(25)) for i in range(120)]
+    rows = TextSketch().documents(texts)
+    store = MemoryStore(store_copy)
+    with store.engine.begin() as conn:
+        for i, row in enumerate(rows):
+            conn.execute(
+                sa.update(documents).where(documents.c.id == f"doc{i}").values(text_sketch=row.tobytes())
+            )
+    store.close()
+    return texts
+
+
+def test_answers_can_retrieve_by_the_documents_text_sketches(tiny_checkpoint: Path, store_copy: str) -> None:
+    texts = _sketched(store_copy)
+    store = MemoryStore(store_copy)
+    answerer = Answerer(tiny_checkpoint, store, "cpu", retriever="sketch")
+    question = " ".join(texts[17].split()[:8])  # eight words of doc17
+    a = answerer.ask(question, retrieve=3)
+    found = store.retrieve_by_text(question, 3)
+    assert a.retriever == "sketch" and not a.learned_keys and a.retrieve == 3
+    assert sorted(c.id for c in a.citations) == sorted(d.id for d in found)
+    # the store's ranking is the sketch's: the best scores over all 120 documents (these texts share
+    # their words a lot, so which of equal-scored documents comes first is not asserted)
+    from memory_store.text_sketch import TextSketch, bucket_counts
+
+    keys = TextSketch().documents(texts).astype(np.float32)
+    scores = np.sort(keys @ TextSketch().queries([question], bucket_counts(keys), 120)[0])[::-1]
+    np.testing.assert_allclose([d.score for d in found], scores[:3], rtol=1e-5)
+    assert sum(c.attention_mass for c in a.citations) == pytest.approx(1.0, abs=1e-5)
+    store.close()
+    common = ("--checkpoint", str(tiny_checkpoint), "--database-url", store_copy)
+    out = _mbc("ask", question, *common, "--retrieve", "3", "--retriever", "sketch", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    body = json.loads(out.stdout)
+    assert body["retriever"] == "sketch" and sorted(c["id"] for c in body["citations"]) == sorted(
+        d.id for d in found
+    )
+    bad = _mbc("ask", question, *common, "--retrieve", "3", "--retriever", "words")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

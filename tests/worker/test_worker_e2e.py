@@ -9,10 +9,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from confluent_kafka import Consumer
 
 from memory_store.codec import unpack_codes
+from memory_store.models import documents as documents_table
 from memory_store.store import MemoryStore
+from memory_store.text_sketch import TextSketch
 from tests.worker.conftest import WorkerProcess, documents, log_events, produce, tiny_k, wait_for, worker_env
 
 
@@ -84,6 +87,13 @@ def test_every_document_stored_exactly_once(
     assert doc is not None and doc.position is not None and doc.position.topic == f"{prefix}.clean"
     version = store.get_codebook(doc.codebook_version)
     assert list(unpack_codes(doc.codes, tiny_k(), version.info.num_codes)) == list(doc.indices)
+    # the worker wrote each document's text sketch with its codes: found again by its own words
+    text = next(__import__("json").loads(v)["text"] for _, v in msgs if doc.id.encode() in v)
+    with store.engine.connect() as conn:
+        q = sa.select(documents_table.c.text_sketch).where(documents_table.c.id == doc.id)
+        stored = conn.execute(q).scalar()
+    assert bytes(stored) == TextSketch().documents([text])[0].tobytes()
+    assert doc.id in [d.id for d in store.retrieve_by_text(text, 3)]
     dlq = read_topic(broker, f"{prefix}.dlq", 3)
     assert sorted(v or b"" for v, _ in dlq) == sorted(v for _, v in poison)
     assert {h["mbc-reason"].decode() for _, h in dlq} <= {
