@@ -53,9 +53,7 @@ def test_store_commands(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert (tmp_path / "faiss" / "codebook-v1.faiss").exists()
     refused = runner.invoke(app, ["store", "downgrade", "base", "--database-url", db_url])
     assert refused.exit_code != 0 and "--yes" in refused.output
-    assert "0006_text_sketch -> empty" in mbc(
-        "store", "downgrade", "base", "--database-url", db_url, "--yes"
-    )
+    assert "0006_text_sketch -> empty" in mbc("store", "downgrade", "base", "--database-url", db_url, "--yes")
 
 
 def _free_port() -> int:
