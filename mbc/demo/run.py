@@ -12,10 +12,11 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -96,6 +97,19 @@ class _StopRequest:
         if self.signal_name is not None:
             raise _Interrupted(self.signal_name)
 
+    @staticmethod
+    def quiet_hook(previous: Callable[[Any], object]) -> Callable[[Any], object]:
+        """A ``sys.unraisablehook`` that drops this handler's own interrupt (Python would print it with
+        a traceback when it lands in a finalizer, e.g. SQLAlchemy's weakref callbacks: seen in CI) and
+        passes every other unraisable exception on to ``previous``."""
+
+        def hook(unraisable: Any) -> object:
+            if isinstance(unraisable.exc_value, _Interrupted):
+                return None  # remembered in signal_name: the next check() raises it again
+            return previous(unraisable)
+
+        return hook
+
 
 @dataclass
 class DemoOptions:
@@ -140,9 +154,11 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> dict[str
     main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there
     previous_int, previous_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     stop = _StopRequest()
+    previous_hook = sys.unraisablehook
     if main_thread:
         signal.signal(signal.SIGTERM, stop.handle)
         signal.signal(signal.SIGINT, stop.handle)
+        sys.unraisablehook = stop.quiet_hook(previous_hook)
     env = {"MBC_DATABASE__URL": db_url, "MBC_LOG_JSON": "true", "MBC_LOG_LEVEL": "INFO"}
     try:
         with _isolated_environment(env):
@@ -167,6 +183,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> dict[str
                 shutil.rmtree(work, ignore_errors=True)
         finally:
             if main_thread:
+                sys.unraisablehook = previous_hook
                 signal.signal(signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL)
                 signal.signal(signal.SIGINT, previous_int if previous_int is not None else signal.SIG_DFL)
     summary["seconds"] = round(time.monotonic() - t0, 1)

@@ -159,3 +159,19 @@ def test_an_interrupt_swallowed_where_it_landed_still_stops_the_demo() -> None:
         stop.handle(signal.SIGINT, None)
     with pytest.raises(KeyboardInterrupt, match="SIGINT"):
         stop.check()
+
+
+def test_the_demo_s_own_interrupt_is_not_printed_as_an_unraisable_exception() -> None:
+    # In CI the SIGINT landed in SQLAlchemy's weakref callback: Python printed "Exception ignored in
+    # ..." with a traceback (the demo then stopped cleanly, from the remembered request).
+    from types import SimpleNamespace
+
+    from mbc.demo.run import _Interrupted, _StopRequest
+
+    seen: list[object] = []
+    hook = _StopRequest.quiet_hook(seen.append)
+    hook(SimpleNamespace(exc_value=_Interrupted("SIGINT")))
+    assert seen == []
+    other = SimpleNamespace(exc_value=ValueError("a real bug"))
+    hook(other)
+    assert seen == [other]
