@@ -31,16 +31,20 @@ _ROUNDS = 2  # over-fetching rounds before searching within the slice's ids
 
 
 def slice_of(
-    engine: Engine, since: datetime | None, until: datetime | None, source: str | None
+    conn: Connection,
+    since: datetime | None,
+    until: datetime | None,
+    source: str | None,
+    version: int | None = None,
 ) -> Slice | None:
-    """The slice of documents published in [since, until) from ``source``; None: no such source."""
+    """The slice of documents published in [since, until) from ``source`` (and of codebook
+    ``version``, if given); None: no source of that name, so an empty slice."""
     source_id = None
     if source is not None:
-        with read_transaction(engine) as conn:
-            source_id = conn.execute(sa.select(sources.c.id).where(sources.c.name == source)).scalar()
+        source_id = conn.execute(sa.select(sources.c.id).where(sources.c.name == source)).scalar()
         if source_id is None:
             return None
-    return Slice(since, until, source_id)
+    return Slice(since, until, source_id, version)
 
 
 def retrieve(

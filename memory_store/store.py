@@ -175,13 +175,8 @@ class MemoryStore:
         if since is not None and until is not None and utc(since) > utc(until):
             raise InvalidRecord("since must not be after until")
         with read_transaction(self.engine) as conn:
-            source_id = None
-            if source is not None:
-                source_id = conn.execute(sa.select(sources.c.id).where(sources.c.name == source)).scalar()
-                if source_id is None:
-                    return []
-            s = counts_.Slice(since, until, source_id, version)
-            return counts_.slice_counts(conn, s, self._sizes(None, conn))
+            s = slice_of(conn, since, until, source, version)
+            return [] if s is None else counts_.slice_counts(conn, s, self._sizes(None, conn))
 
     def slice_codes(
         self,
@@ -194,12 +189,9 @@ class MemoryStore:
 
         O(documents): what a naive (uncollapsed) aggregation needs, and a way to check counts."""
         with read_transaction(self.engine) as conn:
-            source_id = None
-            if source is not None:
-                source_id = conn.execute(sa.select(sources.c.id).where(sources.c.name == source)).scalar()
-                if source_id is None:
-                    return np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
-            s = counts_.Slice(since, until, source_id, version)
+            s = slice_of(conn, since, until, source, version)
+            if s is None:
+                return np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
             return counts_.slice_codes(conn, s, self._sizes(None, conn))
 
     # -- codebooks -------------------------------------------------------------------------------
@@ -304,7 +296,10 @@ class MemoryStore:
     ) -> list[RetrievedDocument]:
         if k < 1:
             raise InvalidRecord(f"k must be at least 1, got {k}")
-        s = slice_of(self.engine, since, until, source)
+        s: counts_.Slice | None = counts_.Slice(since, until)
+        if source is not None:  # no database round trip on a question's path without one
+            with read_transaction(self.engine) as conn:
+                s = slice_of(conn, since, until, source)
         return [] if s is None else retrieve(self.engine, index, query, k, s, lambda: self._sizes(None))
 
     # -- reads -----------------------------------------------------------------------------------
